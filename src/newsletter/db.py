@@ -1,0 +1,179 @@
+"""The SQLite database: opening it the one right way, and forward migrations run on every start."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+from typing import Callable
+
+import sqlite_utils
+
+STATUSES = ("pending", "active", "paused", "unsubscribed", "bounced", "complained")
+LANGUAGES = ("en", "es", "pt", "fr")
+
+# The bureau's themes. Each has a fixed bit in subscribers.interests, so a segment on interests is a
+# bitwise test inside a covering index rather than a join (see docs/design.md).
+SEED_INTERESTS = [
+    ("infrastructure", 0, "Infrastructure and IXPs", "Infraestructura e IXP", "Infraestrutura e IXPs",
+     "Infrastructure et IXP"),
+    ("security", 1, "Security and DNSSEC", "Seguridad y DNSSEC", "Segurança e DNSSEC", "Sécurité et DNSSEC"),
+    ("policy", 2, "Policy and governance", "Políticas y gobernanza", "Políticas e governança",
+     "Politiques et gouvernance"),
+    ("training", 3, "Capacity building and training", "Fortalecimiento de capacidades y formación",
+     "Capacitação e formação", "Renforcement des capacités et formation"),
+    ("grants", 4, "Community grants and development", "Subvenciones comunitarias y desarrollo",
+     "Subsídios comunitários e desenvolvimento", "Subventions communautaires et développement"),
+]
+
+
+def _v1(db: sqlite_utils.Database) -> None:
+    _execute_all(
+        db,
+        """
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            country TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL DEFAULT 'en',
+            interests INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'active',
+            paused_until TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            consent_at TEXT,
+            consent_source TEXT,
+            consent_ip TEXT,
+            consent_user_agent TEXT,
+            consent_wording TEXT
+        );
+        CREATE INDEX subscribers_segment ON subscribers (status, country, language, interests);
+        CREATE INDEX subscribers_country ON subscribers (country, status, language, interests);
+        CREATE TABLE interests (
+            slug TEXT PRIMARY KEY,
+            bit INTEGER NOT NULL UNIQUE CHECK (bit BETWEEN 0 AND 62),
+            label_en TEXT NOT NULL,
+            label_es TEXT NOT NULL,
+            label_pt TEXT NOT NULL,
+            label_fr TEXT NOT NULL
+        );
+        CREATE TABLE segments (
+            name TEXT PRIMARY KEY,
+            expression TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE suppressions (
+            email_hash TEXT PRIMARY KEY,
+            email TEXT,
+            reason TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE campaigns (
+            slug TEXT PRIMARY KEY,
+            title TEXT NOT NULL DEFAULT '',
+            state TEXT NOT NULL DEFAULT 'draft',
+            segment TEXT NOT NULL DEFAULT '',
+            transport TEXT,
+            send_at TEXT,
+            queued_at TEXT,
+            started_at TEXT,
+            finished_at TEXT,
+            lease_owner TEXT,
+            lease_until TEXT,
+            last_error TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE deliveries (
+            id INTEGER PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            subscriber_id INTEGER NOT NULL,
+            email TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'queued',
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT,
+            last_code INTEGER,
+            last_enhanced TEXT,
+            last_text TEXT,
+            message_id TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            sent_at TEXT,
+            UNIQUE (campaign, subscriber_id)
+        );
+        CREATE INDEX deliveries_work ON deliveries (campaign, status, next_attempt_at);
+        CREATE INDEX deliveries_subscriber ON deliveries (subscriber_id);
+        CREATE TABLE bounce_events (
+            id INTEGER PRIMARY KEY,
+            delivery_id INTEGER,
+            subscriber_id INTEGER,
+            email TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            code TEXT,
+            diagnostic TEXT,
+            source TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX bounce_events_subscriber ON bounce_events (subscriber_id, created_at);
+        """
+    )
+    db.conn.executemany("INSERT INTO interests VALUES (?, ?, ?, ?, ?, ?)", SEED_INTERESTS)
+
+
+def _execute_all(db: sqlite_utils.Database, script: str) -> None:
+    """Run DDL statements one by one: executescript() would COMMIT the migration's transaction early."""
+    for statement in script.split(";"):
+        if statement.strip():
+            db.conn.execute(statement)
+
+
+# Append new steps; never edit one that has shipped.
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+
+
+def schema_version(db: sqlite_utils.Database) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite_utils.Database) -> int:
+    """Bring the schema up to date, one transaction per step; returns the version reached."""
+    version = schema_version(db)
+    for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+        with transaction(db):
+            if schema_version(db) >= number:  # another process migrated meanwhile
+                continue
+            step(db)
+            db.conn.execute(f"PRAGMA user_version = {number}")
+    return schema_version(db)
+
+
+def connect(path: str | Path, *, migrate_schema: bool = True) -> sqlite_utils.Database:
+    """Open the database with WAL, a busy timeout and foreign-key checks, migrated to the latest schema."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA temp_store = FILE")
+    db = sqlite_utils.Database(conn)
+    if migrate_schema:
+        migrate(db)
+    return db
+
+
+class transaction:
+    """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception: nothing is ever half-written."""
+
+    def __init__(self, db: sqlite_utils.Database) -> None:
+        self.conn = db.conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
