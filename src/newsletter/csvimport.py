@@ -1,0 +1,332 @@
+"""Import subscribers from the CSV files staff really have: any delimiter, a BOM, headers in several
+languages, country names, mixed-case duplicates, stray line breaks.
+
+The file is streamed and written one batch per transaction: a crash leaves whole batches or nothing, and
+running the same import again converges (it is an upsert). Each refused row is reported with its line,
+field and reason; the good rows are imported.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import sqlite_utils
+
+from .clock import Clock, SystemClock, utc_iso
+from .db import STATUSES
+from .interests import Taxonomy
+from .normalize import InvalidValue, default_language, fold, normalize_country, normalize_email, \
+    normalize_language, normalize_name, parse_timestamp
+from .suppressions import email_hash, suppressed_hashes
+
+# Header spellings staff use (folded: no case, accents or punctuation) -> our field.
+_PHRASES = {
+    "email": ["email", "e mail", "email address", "e mail address", "mail", "correo", "correo electronico",
+              "adresse e mail", "courriel", "endereco de email"],
+    "name": ["name", "full name", "nombre", "nombre completo", "nome", "nome completo", "nom", "nom complet",
+             "display name"],
+    "first_name": ["first name", "firstname", "given name", "primeiro nome", "prenom"],
+    "last_name": ["last name", "lastname", "surname", "family name", "apellido", "apellidos", "sobrenome",
+                  "nom de famille"],
+    "country": ["country", "country code", "pais", "pays", "codigo de pais"],
+    "language": ["language", "lang", "idioma", "lingua", "langue", "locale"],
+    "interests": ["interests", "interest", "topics", "tags", "intereses", "interesses", "interets", "temas"],
+    "status": ["status", "estado", "statut"],
+    "consent_at": ["consent at", "consent date", "opt in date", "optin date", "optin time", "subscribed at",
+                   "fecha de alta"],
+    "consent_source": ["consent source", "source", "origen", "origem"],
+    "consent_ip": ["consent ip", "ip", "ip address", "optin ip"],
+}
+_HEADER_INDEX = {fold(phrase): name for name, phrases in _PHRASES.items() for phrase in phrases}
+_DELIMITERS = ",;\t|"
+_KEEP_STATUS = ("unsubscribed", "bounced", "complained")
+MAX_KEPT_PROBLEMS = 1000
+
+
+class ImportFileError(Exception):
+    """The file as a whole cannot be read (encoding, no email column); nothing was imported."""
+
+
+@dataclass(frozen=True)
+class RowProblem:
+    line: int
+    field: str
+    reason: str
+
+    def describe(self, path: Path | str) -> str:
+        return f"{path}, line {self.line}, {self.field}: {self.reason}"
+
+
+@dataclass
+class ImportReport:
+    path: Path
+    delimiter: str = ","
+    columns: dict[str, str] = field(default_factory=dict)  # header as written -> our field
+    ignored_columns: list[str] = field(default_factory=list)
+    rows: int = 0
+    inserted: int = 0
+    updated: int = 0
+    merged: int = 0
+    suppressed: int = 0
+    rejected: int = 0
+    errors: list[RowProblem] = field(default_factory=list)
+    notices: list[RowProblem] = field(default_factory=list)
+    dry_run: bool = False
+
+    def _keep(self, bucket: list, problem: RowProblem) -> None:
+        if len(bucket) < MAX_KEPT_PROBLEMS:
+            bucket.append(problem)
+
+
+@dataclass
+class _Row:
+    line: int
+    email: str
+    name: str
+    country: str
+    language: str
+    interests: int
+    status: str | None
+    consent_at: str
+    consent_source: str
+    consent_ip: str
+
+    def merge(self, later: "_Row") -> None:
+        """A later row for the same address: its non-empty fields win, interests add up."""
+        for name in ("name", "country", "language", "consent_at", "consent_source", "consent_ip"):
+            value = getattr(later, name)
+            if value:
+                setattr(self, name, value)
+        self.interests |= later.interests
+        self.status = later.status or self.status
+
+
+def check_encoding(path: Path, encoding: str = "utf-8") -> None:
+    """Refuse a file that does not decode, before anything is written, naming the first bad line."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    line = 1
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                decoder.decode(chunk)
+            except UnicodeDecodeError as exc:
+                bad_line = line + chunk[: exc.start].count(b"\n")
+                raise ImportFileError(
+                    f"{path}, line {bad_line}: not valid {encoding.upper()} (byte 0x{chunk[exc.start]:02x}). "
+                    f"Save the file as UTF-8 (in a spreadsheet: 'CSV UTF-8'), or pass --encoding cp1252 "
+                    f"(or latin-1) if that is what it is"
+                ) from None
+            line += chunk.count(b"\n")
+        decoder.decode(b"", final=True)
+
+
+def sniff_delimiter(header_line: str) -> str:
+    counts = {d: header_line.count(d) for d in _DELIMITERS}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def map_header(header: list[str], path: Path) -> tuple[dict[str, int], list[str]]:
+    positions: dict[str, int] = {}
+    ignored = []
+    for index, title in enumerate(header):
+        name = _HEADER_INDEX.get(fold(title))
+        if name is None or name in positions:
+            if title.strip():
+                ignored.append(title.strip())
+            continue
+        positions[name] = index
+    if "email" not in positions:
+        raise ImportFileError(
+            f"{path}, line 1: no email column in header {header!r}; name one column 'email' "
+            "(also understood: e-mail, correo, courriel...)"
+        )
+    return positions, ignored
+
+
+class _RowReader:
+    """Turns one CSV record into a _Row, or a RowProblem naming the field at fault."""
+
+    def __init__(self, positions: dict[str, int], width: int, taxonomy: Taxonomy, source: str) -> None:
+        self.positions = positions
+        self.width = width
+        self.taxonomy = taxonomy
+        self.source = source
+        self._interests: dict[str, int] = {}  # the same few spellings recur on every row
+
+    def _get(self, record: list[str], name: str) -> str:
+        index = self.positions.get(name)
+        return "" if index is None else record[index]
+
+    def _parse_interests(self, text: str) -> int:
+        mask = self._interests.get(text)
+        if mask is None:
+            mask = self._interests[text] = self.taxonomy.parse(text)
+        return mask
+
+    def read(self, record: list[str], line: int) -> _Row | RowProblem:
+        if len(record) < self.width:
+            record = record + [""] * (self.width - len(record))
+        field_name = "email"
+        try:
+            email = normalize_email(self._get(record, "email"))
+            field_name = "name"
+            raw_name = self._get(record, "name")
+            if not raw_name and ("first_name" in self.positions or "last_name" in self.positions):
+                raw_name = f"{self._get(record, 'first_name')} {self._get(record, 'last_name')}"
+            name = normalize_name(raw_name)
+            field_name = "country"
+            country = normalize_country(self._get(record, "country"))
+            field_name = "language"
+            language = normalize_language(self._get(record, "language"))
+            field_name = "interests"
+            interests = self._parse_interests(self._get(record, "interests"))
+            field_name = "status"
+            status = self._get(record, "status").strip().lower() or None
+            if status is not None and status not in STATUSES:
+                raise InvalidValue(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+            field_name = "consent_at"
+            raw_consent = self._get(record, "consent_at")
+            consent_at = parse_timestamp(raw_consent) if raw_consent.strip() else ""
+        except InvalidValue as exc:
+            return RowProblem(line, field_name, str(exc))
+        return _Row(line, email, name, country, language, interests, status, consent_at,
+                    self._get(record, "consent_source").strip()[:200] or self.source,
+                    self._get(record, "consent_ip").strip()[:64])
+
+
+_INSERT = """INSERT INTO subscribers (email, name, country, language, interests, status, created_at, updated_at,
+                 consent_at, consent_source, consent_ip) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+_UPDATE = f"""UPDATE subscribers SET name = coalesce(nullif(?, ''), name),
+                 country = coalesce(nullif(?, ''), country), language = coalesce(nullif(?, ''), language),
+                 interests = interests | ?,
+                 status = CASE WHEN status IN {_KEEP_STATUS!r} OR ? IS NULL THEN status ELSE ? END,
+                 updated_at = ? WHERE email = ?"""
+
+
+def _in_list(db, sql: str, values: list[str]) -> list[tuple]:
+    return db.execute(sql.format(marks=", ".join("?" * len(values))), values).fetchall()
+
+
+def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = False,
+               default_status: str = "active", source: str | None = None, encoding: str = "utf-8",
+               batch_size: int = 5000, clock: Clock = SystemClock(),
+               progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Import one file; `progress` is called with the number of bytes read so far."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImportFileError(f"{path}: no such file")
+    check_encoding(path, encoding)
+    report = ImportReport(path=path, dry_run=dry_run)
+    taxonomy = Taxonomy.load(db)
+    now = utc_iso(clock.now())
+    check_suppressions = db.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is not None
+    conn = db.conn
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS import_seen (email TEXT PRIMARY KEY, line INTEGER)")
+    conn.execute("DELETE FROM temp.import_seen")
+
+    def flush(batch: dict[str, _Row]) -> None:
+        if not batch:
+            return
+        emails = list(batch)
+        if check_suppressions:
+            hashes = {email_hash(e): e for e in emails}
+            for hashed in suppressed_hashes(db, list(hashes)):
+                row = batch.pop(hashes[hashed])
+                report.suppressed += 1
+                report._keep(report.notices, RowProblem(row.line, "email", "on the suppression list; not imported"))
+            emails = list(batch)
+        seen = dict(_in_list(db, "SELECT email, line FROM temp.import_seen WHERE email IN ({marks})", emails))
+        existing = {r[0] for r in _in_list(db, "SELECT email FROM subscribers WHERE email IN ({marks})", emails)}
+        conn.executemany("INSERT INTO temp.import_seen VALUES (?, ?)",
+                         [(e, batch[e].line) for e in emails if e not in seen])
+        inserts, updates = [], []
+        for email in emails:
+            row = batch[email]
+            if email in seen:
+                report.merged += 1
+                report._keep(report.notices, RowProblem(row.line, "email", f"same address as line {seen[email]}; merged"))
+            elif email in existing:
+                report.updated += 1
+            if email in existing:
+                updates.append((row.name, row.country, row.language, row.interests, row.status, row.status, now,
+                                email))
+            else:
+                report.inserted += 1
+                language = row.language or default_language(row.country)
+                inserts.append((email, row.name, row.country, language, row.interests,
+                                row.status or default_status, now, now, row.consent_at or now, row.consent_source,
+                                row.consent_ip))
+        conn.executemany(_INSERT, inserts)
+        conn.executemany(_UPDATE, updates)
+
+    with open(path, "rb") as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8-sig" if encoding.lower().replace("_", "-") == "utf-8"
+                                else encoding, newline="")
+        header_line = text.readline()
+        report.delimiter = sniff_delimiter(header_line)
+        header = next(csv.reader([header_line], delimiter=report.delimiter), [])
+        positions, report.ignored_columns = map_header(header, path)
+        report.columns = {header[i].strip(): name for name, i in positions.items()}
+        reader = _RowReader(positions, len(header), taxonomy, source or f"import:{path.name}")
+        records = csv.reader(text, delimiter=report.delimiter, strict=True)
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            batch: dict[str, _Row] = {}
+            line = 2
+            while True:
+                try:
+                    record = next(records)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    raise ImportFileError(
+                        f"{path}, line {line}: {exc} (an unclosed quote swallows the lines after it; close it "
+                        f"or remove it). Lines before {line} were {'checked' if dry_run else 'imported'}."
+                    ) from None
+                start, line = line, records.line_num + 2  # +1 for the header, +1 to point past
+                if not "".join(record).strip():
+                    continue
+                report.rows += 1
+                parsed = (len(record) > len(header) and _check_shape(record, header, start)) or reader.read(
+                    record, start)
+                if isinstance(parsed, RowProblem):
+                    report.rejected += 1
+                    report._keep(report.errors, parsed)
+                    continue
+                if parsed.email in batch:
+                    report.merged += 1
+                    report._keep(report.notices, RowProblem(
+                        parsed.line, "email", f"same address as line {batch[parsed.email].line}; merged"))
+                    batch[parsed.email].merge(parsed)
+                else:
+                    batch[parsed.email] = parsed
+                if len(batch) >= batch_size:
+                    flush(batch)
+                    batch = {}
+                    if not dry_run:
+                        conn.execute("COMMIT")
+                        conn.execute("BEGIN IMMEDIATE")
+                    if progress:
+                        progress(raw.tell())
+            flush(batch)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("ROLLBACK" if dry_run else "COMMIT")
+        if progress:
+            progress(raw.tell())
+    return report
+
+
+def _check_shape(record: list[str], header: list[str], line: int) -> RowProblem | None:
+    extra = record[len(header):]
+    if any(cell.strip() for cell in extra):
+        return RowProblem(line, "row", f"{len(record)} fields but the header has {len(header)}; "
+                                       "is a value with a comma or semicolon missing its quotes?")
+    return None

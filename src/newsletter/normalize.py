@@ -1,0 +1,177 @@
+"""Turn what staff and subscribers type into the canonical values the database stores.
+
+Each function returns the clean value or raises InvalidValue with a reason a person can act on. They
+are called once per imported row, so the common cases take a fast path (a regex, a dict) and only the
+unusual ones pay for the thorough check.
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import gettext
+import re
+import unicodedata
+from datetime import date, datetime, timezone
+
+import email_validator
+import pycountry
+
+from .db import LANGUAGES
+
+
+class InvalidValue(ValueError):
+    """A value that cannot be stored; str() is the reason, written for the person who typed it."""
+
+
+# Addresses that surely pass email-validator (ASCII dot-atom, plain DNS labels, alphabetic TLD);
+# everything else goes through email-validator itself, which also explains what is wrong.
+_SIMPLE_EMAIL = re.compile(
+    r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+)
+_SPECIAL_DOMAINS = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+
+
+def normalize_email(raw: str) -> str:
+    """Lower-cased, trimmed, validated address (syntax only: no DNS look-ups on import)."""
+    text = raw.strip().strip("<>").strip().lower()
+    if not text:
+        raise InvalidValue("email is empty")
+    if (
+        _SIMPLE_EMAIL.fullmatch(text)
+        and len(text) <= 254
+        and len(text.partition("@")[0]) <= 64
+        and not _is_special_domain(text.rpartition("@")[2])
+    ):
+        return text
+    try:
+        result = email_validator.validate_email(text, check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise InvalidValue(f"{raw.strip()!r} is not a valid address: {exc}") from None
+    return result.normalized.lower()
+
+
+def _is_special_domain(domain: str) -> bool:
+    return any(domain == name or domain.endswith("." + name) for name in _SPECIAL_DOMAINS)
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")
+
+
+def normalize_name(raw: str) -> str:
+    """Collapse white space; refuse line breaks and control characters, which could forge mail headers."""
+    if raw.isprintable():
+        return " ".join(raw.split()) if len(raw) <= 200 else _too_long(raw)
+    if _CONTROL.search(raw.strip()):
+        raise InvalidValue("contains a line break or control character; put the name on one line")
+    name = " ".join(raw.split())
+    return name if len(name) <= 200 else _too_long(name)
+
+
+def _too_long(name: str) -> str:
+    name = " ".join(name.split())
+    if len(name) > 200:
+        raise InvalidValue(f"is {len(name)} characters long; at most 200")
+    return name
+
+
+def fold(text: str) -> str:
+    """Lower case without accents or punctuation, for matching names typed in any of our languages."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    plain = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", plain).split())
+
+
+@functools.cache
+def _country_names() -> dict[str, str]:
+    """Every spelling we accept, folded, mapped to the alpha-2 code: names in en/es/pt/fr and codes."""
+    names: dict[str, str] = {}
+    catalogs = [gettext.NullTranslations()] + [
+        gettext.translation("iso3166-1", pycountry.LOCALES_DIR, languages=[lang], fallback=True)
+        for lang in ("es", "pt", "fr")
+    ]
+    for country in pycountry.countries:
+        code = country.alpha_2
+        spellings = {country.name, getattr(country, "official_name", ""), getattr(country, "common_name", "")}
+        for catalog in catalogs:
+            spellings |= {catalog.gettext(s) for s in list(spellings) if s}
+        names[fold(code)] = code
+        names[fold(country.alpha_3)] = code
+        for spelling in spellings:
+            if spelling:
+                names.setdefault(fold(spelling), code)
+    names.update({"uk": "GB", "usa": "US", "eeuu": "US", "ee uu": "US", "us": "US", "venezuela": "VE",
+                  "bolivia": "BO", "trinidad": "TT", "st lucia": "LC", "st kitts and nevis": "KN",
+                  "st vincent and the grenadines": "VC", "antigua": "AG", "curacao": "CW"})
+    return names
+
+
+@functools.lru_cache(maxsize=4096)
+def normalize_country(raw: str) -> str:
+    """ISO 3166-1 alpha-2 from a code in any case, an alpha-3 code, or a name in en/es/pt/fr."""
+    text = raw.strip()
+    if not text:
+        return ""
+    names = _country_names()
+    key = fold(text)
+    if key in names:
+        return names[key]
+    close = difflib.get_close_matches(key, names.keys(), n=1, cutoff=0.8)
+    hint = f"; did you mean {names[close[0]]} ({close[0].title()})?" if close else "; use an ISO code such as TT or BR"
+    raise InvalidValue(f"unknown country {text!r}{hint}")
+
+
+_LANGUAGE_NAMES = {
+    "en": "en english ingles inglés anglais", "es": "es spanish espanol español castellano espagnol espanhol",
+    "pt": "pt portuguese portugues português portugais", "fr": "fr french frances francés francais français frances",
+}
+_LANGUAGE_INDEX = {fold(word): code for code, words in _LANGUAGE_NAMES.items() for word in words.split()}
+
+
+@functools.lru_cache(maxsize=256)
+def normalize_language(raw: str) -> str:
+    """One of en/es/pt/fr from a code (any case, with region: pt-BR, es_MX) or the language's name."""
+    text = raw.strip()
+    if not text:
+        return ""
+    key = fold(re.split(r"[-_]", text, maxsplit=1)[0])
+    if key in _LANGUAGE_INDEX:
+        return _LANGUAGE_INDEX[key]
+    raise InvalidValue(f"unsupported language {text!r}; use one of {', '.join(LANGUAGES)}")
+
+
+_PORTUGUESE = {"BR", "AO", "MZ", "PT", "CV"}
+_FRENCH = {"HT", "FR", "GP", "MQ", "GF", "BL", "MF"}
+_ENGLISH = {"AG", "AI", "BB", "BM", "BS", "BZ", "DM", "GD", "GY", "JM", "KN", "KY", "LC", "MS", "TC", "TT",
+            "VC", "VG", "VI", "US", "GB", "CA", "SR"}
+
+
+def default_language(country: str) -> str:
+    """The language most people in a country of the region read, for rows that name none."""
+    if country in _PORTUGUESE:
+        return "pt"
+    if country in _FRENCH:
+        return "fr"
+    if country in _ENGLISH or not country:
+        return "en"
+    return "es" if country in _SPANISH_SPEAKING else "en"
+
+
+_SPANISH_SPEAKING = {"AR", "BO", "CL", "CO", "CR", "CU", "DO", "EC", "ES", "GT", "HN", "MX", "NI", "PA", "PE",
+                     "PR", "PY", "SV", "UY", "VE", "GQ"}
+
+
+def parse_timestamp(raw: str) -> str:
+    """An ISO date or date-time (naive means UTC) as the database's UTC text form."""
+    text = raw.strip()
+    try:
+        if len(text) == 10:
+            moment = datetime.combine(date.fromisoformat(text), datetime.min.time())
+        else:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T", 1))
+    except ValueError:
+        raise InvalidValue(f"{text!r} is not a date; use ISO form like 2026-11-23 or 2026-11-23T14:05:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
