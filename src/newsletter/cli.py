@@ -325,3 +325,334 @@ def suppressions_remove(app, email):
     if not suppressions.unsuppress(app.db, normalize_email(email)):
         raise click.ClickException(f"{email} is not suppressed")
     console.print(f"Removed {email} from the suppression list.")
+
+
+# --- articles and campaigns --------------------------------------------------------------------------
+
+
+@cli.group("articles")
+def articles_group():
+    """Check how article files are understood."""
+
+
+@articles_group.command("show")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def articles_show(file):
+    """Print what was understood from an article FILE (.md with front matter, or the site's plain text)."""
+    from .articles import parse_article, summarize
+
+    article = parse_article(file)
+    table = Table(show_header=False, title=str(file))
+    table.add_row("title", article.title or "[red](none: give one in campaign.toml)[/]")
+    table.add_row("date", str(article.date or ""))
+    table.add_row("category", article.category)
+    table.add_row("authors", "; ".join(f"{a.name} ({a.role})" if a.role else a.name for a in article.authors))
+    table.add_row("language", article.language)
+    table.add_row("interests", ", ".join(article.interests))
+    table.add_row("countries", ", ".join(article.countries))
+    table.add_row("url", article.url)
+    table.add_row("summary", summarize(article))
+    table.add_row("blocks", f"{len(article.paragraphs)} paragraphs, "
+                            f"{sum(1 for b in article.blocks if b.kind == 'heading')} headings")
+    console.print(table)
+    for block in article.blocks:
+        if block.kind == "heading":
+            console.print(f"\n[bold]## {block.text}[/]", highlight=False)
+        else:
+            console.print(block.text[:160] + ("…" if len(block.text) > 160 else ""), highlight=False)
+
+
+@cli.group("campaign")
+def campaign_group():
+    """Build, preview, schedule, pause, resume and cancel campaigns (folders in campaigns/)."""
+
+
+def _load_campaign(app: App, slug: str):
+    from .campaigns import load_campaign
+
+    folder = Path(app.config.campaigns_dir) / slug
+    if not (folder / "campaign.toml").exists():
+        raise click.ClickException(f"no campaign {slug!r}: expected {folder}/campaign.toml")
+    return load_campaign(folder, app.config.tz)
+
+
+@campaign_group.command("build")
+@click.argument("slug")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for the rendered files "
+              "(default: build/<slug> beside the config).")
+@pass_app
+def campaign_build(app, slug, out):
+    """Validate a campaign and write its rendered HTML and text, per language, for review."""
+    from .db import LANGUAGES
+    from .interests import Taxonomy
+    from .render import IssueRenderer, render_campaign_files
+
+    campaign = _load_campaign(app, slug)
+    renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
+    out = out or Path(app.config.database).parent / "build" / slug
+    written = render_campaign_files(renderer, out, LANGUAGES)
+    table = Table("file", "size")
+    for path in written:
+        table.add_row(str(path), f"{path.stat().st_size / 1024:.1f} KB")
+    console.print(table)
+    console.print(f"{len(campaign.articles)} articles; segment {campaign.segment} "
+                  f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
+    for warning in renderer.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@campaign_group.command("render")
+@click.argument("slug")
+@click.option("--to", "email", required=True, help="A subscriber's address: prints the message they would get.")
+@pass_app
+def campaign_render(app, slug, email):
+    """Print the complete message (headers and both parts) one subscriber would receive."""
+    from .clock import SystemClock
+    from .interests import Taxonomy
+    from .message import new_message_id
+    from .sender import Composer
+
+    subscriber = subscribers.get(app.db, email)
+    if subscriber is None:
+        raise click.ClickException(f"{email} is not a subscriber; `newsletter subscribers add` first")
+    campaign = _load_campaign(app, slug)
+    composer = Composer(app.config, campaign, Taxonomy.load(app.db))
+    variant = composer.renderer.variant_for(subscriber)
+    data = composer.factory.build(variant, subscriber, now=SystemClock().now(),
+                                  message_id=new_message_id(slug, 0, app.config.sender_domain))
+    click.echo(data.decode("ascii", "replace").replace("\r\n", "\n"))
+
+
+@campaign_group.command("list")
+@pass_app
+def campaign_list(app):
+    """List campaigns with their state, next send time and delivery counts."""
+    from . import campaign_state, deliveries
+    from .campaigns import list_campaigns
+    from .clock import parse_utc
+
+    table = Table("campaign", "title", "state", "send at", "sent", "pending", "failed/bounced")
+    for campaign in list_campaigns(Path(app.config.campaigns_dir), app.config.tz):
+        row = campaign_state.get(app.db, campaign.slug) or {}
+        counts = deliveries.counts(app.db, campaign.slug)
+        send_at = row.get("send_at") or (campaign.send_at and campaign.send_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        local = parse_utc(send_at).astimezone(app.config.tz).strftime("%Y-%m-%d %H:%M %Z") if send_at else ""
+        table.add_row(campaign.slug, campaign.title, row.get("state", "draft"), local, f"{counts['sent']:,}",
+                      f"{counts['queued'] + counts['sending'] + counts['deferred']:,}",
+                      f"{counts['failed'] + counts['bounced']:,}")
+    console.print(table)
+
+
+@campaign_group.command("schedule")
+@click.argument("slug")
+@click.option("--at", "when", required=True, help='Local time in the configured zone, e.g. "2026-12-01 09:00".')
+@pass_app
+def campaign_schedule(app, slug, when):
+    """Schedule a campaign; `newsletter scheduler` sends it when the time comes."""
+    from datetime import datetime, timezone
+
+    from . import campaign_state
+
+    try:
+        local = datetime.strptime(when.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=app.config.tz)
+    except ValueError:
+        raise click.BadParameter(f"{when!r}: write it as YYYY-MM-DD HH:MM, e.g. 2026-12-01 09:00") from None
+    campaign_state.register(app.db, _load_campaign(app, slug))
+    campaign_state.schedule(app.db, slug, local)
+    console.print(f"{slug} will be sent at {local:%Y-%m-%d %H:%M %Z} ({local.astimezone(timezone.utc):%H:%M} UTC).")
+
+
+def _state_command(name: str, action: str, help_text: str):
+    @campaign_group.command(name, help=help_text)
+    @click.argument("slug")
+    @pass_app
+    def command(app, slug):
+        from . import campaign_state
+
+        result = getattr(campaign_state, action)(app.db, slug)
+        extra = f" ({result:,} unsent deliveries skipped)" if isinstance(result, int) else ""
+        console.print(f"{slug}: {name} done{extra}.")
+
+    return command
+
+
+_state_command("unschedule", "unschedule", "Take a scheduled campaign back to draft.")
+_state_command("pause", "pause", "Pause a sending campaign (from any terminal); `campaign resume` continues it.")
+_state_command("resume", "resume", "Resume a paused campaign; run `newsletter send` or let the scheduler finish it.")
+_state_command("cancel", "cancel", "Cancel a campaign for good; unsent deliveries are marked skipped.")
+
+
+# --- sending -----------------------------------------------------------------------------------------
+
+
+@cli.command("send")
+@click.argument("slug")
+@click.option("--test", "test_addresses", help="Comma-separated staff addresses: send them the real message, "
+              "outside the delivery log.")
+@click.option("--wait", is_flag=True, help="Stay until every deferred retry is done (default: stop when only "
+              "retries for later are left; the scheduler or a second `send` takes them).")
+@click.option("--connections", type=int, help="Parallel SMTP connections (default from config).")
+@click.option("--transport", "transport_url", help="Override the SMTP/Maildir URL for this run.")
+@pass_app
+def send(app, slug, test_addresses, wait, connections, transport_url):
+    """Send a campaign to its segment: throttled, retried, logged; safe to run again after a crash or Ctrl-C."""
+    from . import deliveries
+    from .sender import CampaignSender, prepare_campaign, send_test
+
+    if test_addresses:
+        for address, reply in send_test(app.config, slug, [a for a in test_addresses.split(",") if a.strip()],
+                                        transport_url=transport_url):
+            console.print(f"{address}: {reply.code} {reply.enhanced} {reply.text}", highlight=False)
+        return
+    campaign = prepare_campaign(app.config, app.db, slug)
+    total = sum(deliveries.counts(app.db, slug).values())
+    done = total - deliveries.unfinished(app.db, slug)
+    with progress_bar() as bar:
+        task = bar.add_task(f"Sending {slug}", total=total, completed=done, rate="")
+        started = [None, 0]
+
+        def advance(status: str) -> None:
+            import time
+
+            started[0] = started[0] or time.monotonic()
+            started[1] += 1
+            elapsed = max(time.monotonic() - started[0], 1e-6)
+            if status != "deferred":
+                bar.update(task, advance=1, rate=f"{started[1] / elapsed:,.0f} msg/s")
+
+        summary = CampaignSender(app.config, campaign, progress=advance, connections=connections,
+                                 transport_url=transport_url).run(wait_for_retries=wait)
+    print_send_summary(summary)
+
+
+def print_send_summary(summary) -> None:
+    table = Table(title=f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s")
+    table.add_column("status")
+    table.add_column("deliveries", justify="right")
+    for status, count in summary.counts.items():
+        if count:
+            table.add_row(status, f"{count:,}")
+    console.print(table)
+    reason = {
+        "locked": "another process is sending this campaign right now; nothing was done",
+        "paused": "the campaign is paused: `newsletter campaign resume` then `newsletter send`",
+        "cancelled": "the campaign was cancelled",
+        "interrupted": "stopped; the log is consistent: run `newsletter send` again to continue",
+        "retries pending": f"the rest are deferred; next retry at {summary.next_retry_at:%Y-%m-%d %H:%M} UTC. "
+                           "`newsletter send --wait` or the scheduler will finish them"
+                           if summary.next_retry_at else "",
+    }.get(summary.stopped_reason or "", "")
+    if reason:
+        console.print(reason, highlight=False)
+    for warning in summary.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+@cli.command("report")
+@click.argument("slug")
+@click.option("--csv", "csv_file", type=click.File("w", encoding="utf-8"), help="Write the whole delivery log.")
+@click.option("--limit", default=20, show_default=True, help="How many problem deliveries to list.")
+@pass_app
+def report(app, slug, csv_file, limit):
+    """Counts per status, the failures with the server's replies, and bounce events for a campaign."""
+    from . import deliveries
+
+    counts = deliveries.counts(app.db, slug)
+    if not sum(counts.values()):
+        raise click.ClickException(f"no deliveries for {slug!r}; has it been sent? (`newsletter campaign list`)")
+    table = Table("status", "deliveries", title=slug)
+    for status, count in counts.items():
+        table.add_row(status, f"{count:,}")
+    console.print(table)
+    problems = deliveries.problems(app.db, slug, limit)
+    if problems:
+        failures = Table("email", "status", "tries", "reply", "when")
+        for row in problems:
+            failures.add_row(row["email"], row["status"], str(row["attempts"]),
+                             f"{row['last_code'] or ''} {row['last_enhanced'] or ''} {row['last_text'] or ''}".strip(),
+                             row["updated_at"])
+        console.print(failures)
+    events = list(app.db.query(
+        "SELECT e.kind, e.source, count(*) AS n FROM bounce_events e JOIN deliveries d ON d.id = e.delivery_id "
+        "WHERE d.campaign = ? GROUP BY e.kind, e.source", [slug]))
+    if events:
+        bounce_table = Table("bounce event", "source", "count")
+        for row in events:
+            bounce_table.add_row(row["kind"], row["source"], str(row["n"]))
+        console.print(bounce_table)
+    if csv_file:
+        rows = deliveries.export_csv(app.db, slug, csv_file)
+        err_console.print(f"{rows:,} deliveries written to {csv_file.name}.")
+
+
+# --- returned mail -----------------------------------------------------------------------------------
+
+
+@cli.group("bounces")
+def bounces_group():
+    """Returned mail and complaints."""
+
+
+@bounces_group.command("process")
+@click.option("--mailbox", help="maildir:///path, imaps://user:pass@host/INBOX or pop3s://... (default: config).")
+@pass_app
+def bounces_process(app, mailbox):
+    """Read bounces (RFC 3464 and the rest) and complaints (ARF), and apply the suppression policy."""
+    from .bounces import process_mailbox
+
+    summary = process_mailbox(app.db, app.config, mailbox)
+    table = Table("kind", "messages", title=f"{summary.read} messages read")
+    for kind, count in sorted(summary.by_kind.items()):
+        table.add_row(kind, str(count))
+    console.print(table)
+    for action in summary.actions:
+        console.print(action, highlight=False)
+    if summary.unmatched:
+        console.print(f"{summary.unmatched} bounces named no delivery or subscriber we know.")
+
+
+# --- demo --------------------------------------------------------------------------------------------
+
+
+@cli.command("demo")
+@click.option("--dir", "folder", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder for the demo's database, config, rendered files and received mail.")
+@click.option("--campaign", "slug", default="2026-12-lac-digest", show_default=True)
+def demo(folder, slug):
+    """Import the sample subscribers, build the sample issue and send it to a local SMTP server that writes
+    every message it receives into a Maildir. Nothing leaves this machine."""
+    from . import deliveries
+    from . import demo as demo_setup
+    from .mailsink import start_sink
+    from .render import IssueRenderer, render_campaign_files
+    from .sender import CampaignSender, prepare_campaign
+    from .db import LANGUAGES
+    from .interests import Taxonomy
+
+    demo_setup.clean(folder)
+    with start_sink(folder / "maildir") as sink:
+        config_path = demo_setup.write_config(folder, sink.port)
+        app = App(str(config_path))
+        console.print(f"[bold]1.[/] Local SMTP server listening on 127.0.0.1:{sink.port}, storing mail in "
+                      f"{folder / 'maildir'}")
+        sample = demo_setup.project_folder("subscribers") / "sample.csv"
+        report = csvimport.import_csv(app.db, sample)
+        console.print(f"[bold]2.[/] Imported {report.inserted} sample subscribers from {sample}")
+        campaign = prepare_campaign(app.config, app.db, slug)
+        renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
+        files = render_campaign_files(renderer, folder / "build", LANGUAGES)
+        console.print(f"[bold]3.[/] Built {slug}: {len(campaign.articles)} articles, review copies in "
+                      f"{folder / 'build'} ({len(files)} files)")
+        console.print("[bold]4.[/] Sending")
+        total = sum(deliveries.counts(app.db, slug).values())
+        with progress_bar() as bar:
+            task = bar.add_task(f"Sending {slug}", total=total, rate="")
+            summary = CampaignSender(app.config, campaign,
+                                     progress=lambda status: bar.update(task, advance=1)).run(wait_for_retries=True)
+        print_send_summary(summary)
+    mails = sorted((folder / "maildir" / "new").iterdir())
+    console.print(f"\nThe server received {len(mails)} messages: {folder / 'maildir' / 'new'}")
+    if mails:
+        console.print(f"Open one: less {mails[0]}")
+    console.print(f"Preview and preference pages: newsletter --config {config_path} serve")
+    console.print(f"Delivery report: newsletter --config {config_path} report {slug}")

@@ -128,8 +128,27 @@ def _execute_all(db: sqlite_utils.Database, script: str) -> None:
             db.conn.execute(statement)
 
 
+def _v2(db: sqlite_utils.Database) -> None:
+    """One row per occurrence of a recurring digest rule: the primary key makes a run happen once,
+    however many schedulers are running and however long one was down."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE digest_runs (
+            rule TEXT NOT NULL,
+            occurrence TEXT NOT NULL,
+            slug TEXT,
+            outcome TEXT NOT NULL,
+            detail TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (rule, occurrence)
+        )
+        """,
+    )
+
+
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

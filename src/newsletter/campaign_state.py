@@ -1,0 +1,130 @@
+"""A campaign's state in the database (draft, scheduled, sending, paused, cancelled, sent) and the lease
+that lets only one process send it at a time."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from datetime import datetime, timedelta
+
+import sqlite_utils
+
+from .campaigns import Campaign
+from .clock import Clock, SystemClock, parse_utc, utc_iso
+from .db import transaction
+
+STATES = ("draft", "scheduled", "sending", "paused", "cancelled", "sent")
+LEASE_SECONDS = 60
+
+
+class StateError(ValueError):
+    """A change that the campaign's current state does not allow; says what would."""
+
+
+def register(db: sqlite_utils.Database, campaign: Campaign, clock: Clock = SystemClock()) -> dict:
+    """Make sure the campaign has its row; the folder stays the source of its content."""
+    now = utc_iso(clock.now())
+    db.execute(
+        """INSERT INTO campaigns (slug, title, state, segment, transport, send_at, created_at, updated_at)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+           ON CONFLICT(slug) DO UPDATE SET title = excluded.title, segment = excluded.segment,
+               transport = excluded.transport, updated_at = excluded.updated_at""",
+        [campaign.slug, campaign.title, "scheduled" if campaign.send_at else "draft", campaign.segment,
+         campaign.transport, utc_iso(campaign.send_at) if campaign.send_at else None, now, now],
+    )
+    return get(db, campaign.slug)
+
+
+def get(db: sqlite_utils.Database, slug: str) -> dict | None:
+    rows = list(db.query("SELECT * FROM campaigns WHERE slug = ?", [slug]))
+    return rows[0] if rows else None
+
+
+def set_state(db: sqlite_utils.Database, slug: str, state: str, *, clock: Clock = SystemClock(),
+              allowed_from: tuple[str, ...] | None = None, **columns) -> None:
+    if state not in STATES:
+        raise StateError(f"unknown state {state!r}")
+    row = get(db, slug)
+    if row is None:
+        raise StateError(f"campaign {slug!r} has not been built or sent yet; `newsletter campaign list` shows them")
+    if allowed_from is not None and row["state"] not in allowed_from:
+        raise StateError(f"campaign {slug} is {row['state']}; this needs it to be {' or '.join(allowed_from)}")
+    columns.update(state=state, updated_at=utc_iso(clock.now()))
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    db.execute(f"UPDATE campaigns SET {assignments} WHERE slug = ?", [*columns.values(), slug])
+
+
+def schedule(db: sqlite_utils.Database, slug: str, when: datetime, clock: Clock = SystemClock()) -> None:
+    set_state(db, slug, "scheduled", clock=clock, allowed_from=("draft", "scheduled", "paused"),
+              send_at=utc_iso(when))
+
+
+def unschedule(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> None:
+    set_state(db, slug, "draft", clock=clock, allowed_from=("scheduled",), send_at=None)
+
+
+def pause(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> None:
+    set_state(db, slug, "paused", clock=clock, allowed_from=("sending", "scheduled"))
+
+
+def resume(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> None:
+    set_state(db, slug, "sending", clock=clock, allowed_from=("paused",))
+
+
+def cancel(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> int:
+    """Stop for good: what was not sent yet is marked skipped. Returns how many deliveries that was."""
+    with transaction(db):
+        set_state(db, slug, "cancelled", clock=clock, allowed_from=("draft", "scheduled", "sending", "paused"))
+        return db.execute(
+            "UPDATE deliveries SET status = 'skipped', last_text = 'campaign cancelled', updated_at = ? "
+            "WHERE campaign = ? AND status IN ('queued', 'deferred')", [utc_iso(clock.now()), slug]
+        ).rowcount
+
+
+def due_campaigns(db: sqlite_utils.Database, now: datetime) -> list[str]:
+    """Scheduled campaigns whose time has come, and interrupted ones that must be finished."""
+    return [row[0] for row in db.execute(
+        "SELECT slug FROM campaigns WHERE (state = 'scheduled' AND send_at <= ?) OR state = 'sending' "
+        "ORDER BY send_at, slug", [utc_iso(now)]
+    )]
+
+
+def new_owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def _owner_is_dead(owner: str) -> bool:
+    """A lease held by a process of this host that no longer runs can be taken at once."""
+    host, _, rest = owner.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def acquire_lease(db: sqlite_utils.Database, slug: str, owner: str, clock: Clock = SystemClock()) -> bool:
+    """Take or renew the right to send `slug`; False while another live process holds it."""
+    now = clock.now()
+    with transaction(db):
+        row = db.execute("SELECT lease_owner, lease_until FROM campaigns WHERE slug = ?", [slug]).fetchone()
+        if row is None:
+            return False
+        holder, until = row
+        free = (holder is None or holder == owner or until is None or parse_utc(until) <= now
+                or _owner_is_dead(holder))
+        if free:
+            db.execute("UPDATE campaigns SET lease_owner = ?, lease_until = ? WHERE slug = ?",
+                       [owner, utc_iso(now + timedelta(seconds=LEASE_SECONDS)), slug])
+        return free
+
+
+def release_lease(db: sqlite_utils.Database, slug: str, owner: str) -> None:
+    db.execute("UPDATE campaigns SET lease_owner = NULL, lease_until = NULL WHERE slug = ? AND lease_owner = ?",
+               [slug, owner])

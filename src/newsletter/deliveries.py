@@ -1,0 +1,138 @@
+"""The delivery log: one row per campaign x subscriber, the single record of what was sent to whom.
+
+Statuses: queued -> sending -> sent | deferred (retried later) | failed | bounced | skipped.
+'sending' marks rows a sender has claimed; a sender that starts on a campaign puts rows left 'sending'
+by a crashed run back to 'queued' (it holds the campaign's lease, so no one else is sending them).
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO
+
+import sqlite_utils
+
+from .clock import Clock, SystemClock, parse_utc, utc_iso
+from .db import transaction
+from .segments import Segment
+from .interests import Taxonomy
+
+FINAL = ("sent", "failed", "bounced", "skipped")
+STATUSES = ("queued", "sending", "sent", "deferred", "failed", "bounced", "skipped")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One claimed delivery, as the sending threads need it."""
+
+    id: int
+    subscriber_id: int
+    email: str
+    attempts: int
+
+
+def queue(db: sqlite_utils.Database, slug: str, segment: Segment, clock: Clock = SystemClock()) -> int:
+    """Add a row for every subscriber in the segment who has none yet; queuing twice adds nothing."""
+    now = utc_iso(clock.now())
+    where, params = segment.where(Taxonomy.load(db))
+    with transaction(db):
+        db.execute("UPDATE subscribers SET status = 'active', paused_until = NULL, updated_at = ? "
+                   "WHERE status = 'paused' AND paused_until IS NOT NULL AND paused_until <= ?", [now, now])
+        return db.execute(
+            f"""INSERT OR IGNORE INTO deliveries (campaign, subscriber_id, email, status, created_at, updated_at)
+                SELECT ?, id, email, 'queued', ?, ? FROM subscribers WHERE {where} ORDER BY id""",
+            [slug, now, now, *params],
+        ).rowcount
+
+
+def reset_interrupted(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> int:
+    return db.execute(
+        "UPDATE deliveries SET status = 'queued', updated_at = ? WHERE campaign = ? AND status = 'sending'",
+        [utc_iso(clock.now()), slug],
+    ).rowcount
+
+
+def claim(db: sqlite_utils.Database, slug: str, now: datetime, limit: int) -> list[Job]:
+    """Mark up to `limit` due rows 'sending' and return them: new rows first, then retries that are due."""
+    with transaction(db):
+        rows = db.execute(
+            "SELECT id, subscriber_id, email, attempts FROM deliveries WHERE campaign = ? AND status = 'queued' "
+            "LIMIT ?", [slug, limit]).fetchall()
+        if len(rows) < limit:
+            rows += db.execute(
+                "SELECT id, subscriber_id, email, attempts FROM deliveries WHERE campaign = ? "
+                "AND status = 'deferred' AND next_attempt_at <= ? LIMIT ?",
+                [slug, utc_iso(now), limit - len(rows)]).fetchall()
+        if rows:
+            db.conn.executemany("UPDATE deliveries SET status = 'sending' WHERE id = ?", [(r[0],) for r in rows])
+    return [Job(*row) for row in rows]
+
+
+def due(db: sqlite_utils.Database, slug: str, now: datetime) -> bool:
+    """Whether claim() would find work now."""
+    return db.execute(
+        "SELECT EXISTS (SELECT 1 FROM deliveries WHERE campaign = ? AND status = 'queued') OR EXISTS ("
+        "SELECT 1 FROM deliveries WHERE campaign = ? AND status = 'deferred' AND next_attempt_at <= ?)",
+        [slug, slug, utc_iso(now)]).fetchone()[0] == 1
+
+
+def release(db: sqlite_utils.Database, job_ids: list[int]) -> None:
+    """Give claimed rows back untouched (a stop before they were sent)."""
+    db.conn.executemany("UPDATE deliveries SET status = 'queued' WHERE id = ? AND status = 'sending'",
+                        [(job_id,) for job_id in job_ids])
+
+
+def record(db: sqlite_utils.Database, job: Job, status: str, *, now: datetime, code: int | None = None,
+           enhanced: str = "", text: str = "", message_id: str | None = None,
+           next_attempt_at: datetime | None = None, count_attempt: bool = True) -> None:
+    """Store one outcome, committed at once: the crash-safety guarantee rests on this being durable
+    before the same connection carries the next message."""
+    stamp = utc_iso(now)
+    db.execute(
+        """UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, last_code = ?,
+               last_enhanced = ?, last_text = ?, message_id = coalesce(?, message_id), updated_at = ?,
+               sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END
+           WHERE id = ?""",
+        [status, 1 if count_attempt else 0, utc_iso(next_attempt_at) if next_attempt_at else None, code,
+         enhanced, text[:500], message_id, stamp, status, stamp, job.id],
+    )
+
+
+def counts(db: sqlite_utils.Database, slug: str) -> dict[str, int]:
+    found = dict(db.execute("SELECT status, count(*) FROM deliveries WHERE campaign = ? GROUP BY status", [slug]))
+    return {status: found.get(status, 0) for status in STATUSES}
+
+
+def next_retry_at(db: sqlite_utils.Database, slug: str) -> datetime | None:
+    row = db.execute("SELECT min(next_attempt_at) FROM deliveries WHERE campaign = ? AND status = 'deferred'",
+                     [slug]).fetchone()
+    return parse_utc(row[0]) if row and row[0] else None
+
+
+def unfinished(db: sqlite_utils.Database, slug: str) -> int:
+    return db.execute("SELECT count(*) FROM deliveries WHERE campaign = ? AND status IN ('queued', 'sending', "
+                      "'deferred')", [slug]).fetchone()[0]
+
+
+def problems(db: sqlite_utils.Database, slug: str, limit: int = 50) -> list[dict]:
+    return list(db.query(
+        "SELECT email, status, attempts, last_code, last_enhanced, last_text, updated_at FROM deliveries "
+        "WHERE campaign = ? AND status IN ('failed', 'bounced', 'deferred') ORDER BY updated_at DESC LIMIT ?",
+        [slug, limit]))
+
+
+EXPORT_COLUMNS = ["email", "status", "attempts", "last_code", "last_enhanced", "last_text", "message_id",
+                  "created_at", "sent_at", "updated_at", "next_attempt_at"]
+
+
+def export_csv(db: sqlite_utils.Database, slug: str, out: IO[str]) -> int:
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(EXPORT_COLUMNS)
+    rows = 0
+    for row in db.query(f"SELECT {', '.join(EXPORT_COLUMNS)} FROM deliveries WHERE campaign = ? ORDER BY id",
+                        [slug]):
+        writer.writerow([row[c] if row[c] is not None else "" for c in EXPORT_COLUMNS])
+        rows += 1
+    return rows

@@ -1,0 +1,199 @@
+"""Assemble the MIME bytes of one personalised message, on a fast path.
+
+email.message.EmailMessage costs about a millisecond per message. Here the skeleton (fixed headers, MIME
+boundaries, the quoted-printable encoding of every fixed stretch of both parts) is built once per variant;
+per recipient only the slot values are encoded and the pieces joined. Output: CRLF line endings, no line
+over 76 octets in the bodies, every header free of CR/LF, so nothing a subscriber typed can add a header.
+"""
+
+from __future__ import annotations
+
+import binascii
+import re
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+from email.header import Header
+from email.utils import format_datetime, formataddr
+from html import escape
+from pathlib import Path
+from urllib.parse import quote
+
+import dkim
+
+from .config import Config
+from .render import PLACEHOLDER, RenderedVariant, greeting
+from .signing import PREFERENCES, UNSUBSCRIBE, Signer
+
+CRLF = b"\r\n"
+DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe",
+                b"list-unsubscribe-post", b"mime-version", b"content-type"]
+
+
+_UNSAFE = re.compile("[\x00-\x1f\x7f\u0085\u2028\u2029]")
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
+
+
+def header_safe(value: str) -> str:
+    """One line, whatever came in: CR, LF and other controls become spaces."""
+    return _UNSAFE.sub(" ", value).strip()
+
+
+def encode_header(name: str, value: str) -> bytes:
+    """`Name: value` CRLF, RFC 2047-encoded and folded when it is not plain short ASCII."""
+    value = header_safe(value)
+    if value.isascii() and len(name) + len(value) < 76:
+        return f"{name}: {value}\r\n".encode("ascii")
+    encoded = Header(value, "utf-8" if not value.isascii() else "us-ascii", header_name=name).encode(linesep="\r\n")
+    return f"{name}: {encoded}\r\n".encode("ascii")
+
+
+def address_header(name: str, display: str, address: str) -> bytes:
+    display, address = header_safe(display), header_safe(address)
+    if address.isascii() and _PLAIN_NAME.fullmatch(display):  # the common case, without email.utils' parser
+        return (f'{name}: "{display}" <{address}>\r\n' if display else f"{name}: {address}\r\n").encode("ascii")
+    return f"{name}: {formataddr((display, address), charset='utf-8')}\r\n".encode("utf-8")
+
+
+def qp(data: str) -> bytes:
+    """Quoted-printable with CRLF line breaks (input may use LF or CRLF)."""
+    raw = data.replace("\r\n", "\n").encode("utf-8")
+    return binascii.b2a_qp(raw, istext=True).replace(b"\n", CRLF)
+
+
+def _compile_body(template: str) -> list[bytes | str]:
+    """Encoded fixed stretches (bytes) alternating with slot names (str), each stretch ending a line."""
+    pieces: list[bytes | str] = []
+    for index, part in enumerate(PLACEHOLDER.split(template)):
+        if index % 2:
+            pieces.append(part)
+        elif part:
+            encoded = qp(part)
+            pieces.append(encoded if encoded.endswith(CRLF) else encoded + b"=\r\n")
+    return pieces
+
+
+@dataclass
+class MessageTemplate:
+    """The per-variant skeleton."""
+
+    head: bytes  # headers common to every recipient, ending before the blank line
+    text_open: bytes
+    html_open: bytes
+    close: bytes
+    text_pieces: list[bytes | str]
+    html_pieces: list[bytes | str]
+
+
+@dataclass(frozen=True)
+class DkimKey:
+    domain: str
+    selector: str
+    private_key: bytes
+
+    @classmethod
+    def from_file(cls, domain: str, selector: str, path: Path) -> "DkimKey":
+        return cls(domain, selector, Path(path).read_bytes())
+
+
+class MessageFactory:
+    """Builds complete messages for the recipients of one campaign."""
+
+    def __init__(self, config: Config, signer: Signer, dkim_key: DkimKey | None = None) -> None:
+        self.config = config
+        self.signer = signer
+        self.dkim_key = dkim_key
+        self._templates: dict[int, MessageTemplate] = {}
+        # Both come from the config and go into headers: made single-line once, here.
+        self._base = header_safe(config.base_url).rstrip("/")
+        self._mailto = header_safe(config.unsubscribe_mailto)
+        self._date_second = None
+        self._date_text = ""
+
+    def links(self, subscriber_id: int) -> dict[str, str]:
+        """Signed links for one subscriber: the unsubscribe token also goes into the mailto subject."""
+        unsubscribe = self.signer.sign(subscriber_id, UNSUBSCRIBE)
+        return {
+            "unsubscribe_token": unsubscribe,
+            "unsubscribe_url": f"{self._base}/u/{unsubscribe}",
+            "preferences_url": f"{self._base}/p/{self.signer.sign(subscriber_id, PREFERENCES)}",
+        }
+
+    def template(self, variant: RenderedVariant) -> MessageTemplate:
+        cached = self._templates.get(id(variant))
+        if cached is None:
+            cached = self._templates[id(variant)] = self._compile(variant)
+        return cached
+
+    def _compile(self, variant: RenderedVariant) -> MessageTemplate:
+        campaign, config = variant.campaign, self.config
+        boundary = "=_nl_" + secrets.token_hex(12)
+        head = b"".join([
+            address_header("From", campaign.sender_name or config.sender_name,
+                           campaign.sender_address or config.sender_address),
+            encode_header("Reply-To", config.reply_to) if config.reply_to else b"",
+            encode_header("Subject", variant.subject),
+            b"MIME-Version: 1.0\r\n",
+            encode_header("List-Id", f"{config.list_name} <{config.list_id}>"),
+            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n",
+            encode_header("Feedback-ID", f"{campaign.slug}:{variant.lang}:{config.list_id}"),
+            f'Content-Language: {variant.lang}\r\nContent-Type: multipart/alternative; boundary="{boundary}"\r\n'
+            .encode("ascii"),
+        ])
+        part = 'Content-Type: text/{kind}; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
+        return MessageTemplate(
+            head=head,
+            text_open=f"\r\n--{boundary}\r\n{part.format(kind='plain')}".encode("ascii"),
+            html_open=f"\r\n--{boundary}\r\n{part.format(kind='html')}".encode("ascii"),
+            close=f"\r\n--{boundary}--\r\n".encode("ascii"),
+            text_pieces=_compile_body(variant.text),
+            html_pieces=_compile_body(variant.html),
+        )
+
+    def _date(self, now: datetime) -> bytes:
+        second = int(now.timestamp())
+        if second != self._date_second:
+            self._date_second, self._date_text = second, format_datetime(now)
+        return f"Date: {self._date_text}\r\n".encode("ascii")
+
+    def build(self, variant: RenderedVariant, subscriber: dict, *, message_id: str, now: datetime) -> bytes:
+        """The complete message for one subscriber (a dict with id, email, name)."""
+        template = self.template(variant)
+        links = self.links(subscriber["id"])
+        text_values = {
+            "greeting": greeting(variant.lang, subscriber["name"]),
+            "email": subscriber["email"],
+            "preferences_url": links["preferences_url"],
+            "unsubscribe_url": links["unsubscribe_url"],
+        }
+        encoded_text = {slot: qp(value) + b"=\r\n" for slot, value in text_values.items()}
+        encoded_html = {slot: qp(escape(value)) + b"=\r\n" for slot, value in text_values.items()}
+        unsubscribe = f"List-Unsubscribe: <{links['unsubscribe_url']}>"
+        if self._mailto:
+            unsubscribe += f",\r\n <mailto:{self._mailto}?subject={quote('unsubscribe ' + links['unsubscribe_token'])}>"
+        message = b"".join([
+            address_header("To", subscriber["name"], subscriber["email"]),
+            self._date(now),
+            f"Message-ID: {header_safe(message_id)}\r\n".encode("ascii"),
+            f"{unsubscribe}\r\n".encode("ascii"),
+            template.head,
+            template.text_open,
+            *[piece if isinstance(piece, bytes) else encoded_text[piece] for piece in template.text_pieces],
+            template.html_open,
+            *[piece if isinstance(piece, bytes) else encoded_html[piece] for piece in template.html_pieces],
+            template.close,
+        ])
+        if self.dkim_key is not None:
+            message = self._dkim_sign(message)
+        return message
+
+    def _dkim_sign(self, message: bytes) -> bytes:
+        key = self.dkim_key
+        signature = dkim.sign(message, key.selector.encode(), key.domain.encode(), key.private_key,
+                              include_headers=DKIM_HEADERS, linesep=CRLF)
+        return signature + message
+
+
+def new_message_id(campaign_slug: str, delivery_id: int, domain: str) -> str:
+    """Unique per delivery, and readable: which campaign and delivery row it came from."""
+    return f"<{header_safe(campaign_slug)}.{delivery_id}.{secrets.token_hex(6)}@{header_safe(domain)}>"

@@ -1,0 +1,164 @@
+"""Render a campaign into per-variant HTML and text, once per (language, sections) variant.
+
+Jinja2 and premailer are the expensive steps (about a millisecond per issue), so they run once for each
+variant: every subscriber sharing a language and a variant_key() gets the same compiled output. The
+per-recipient values reach the template as opaque placeholders that message.py fills in later.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+import premailer
+
+from .articles import summarize
+from .campaigns import GENERAL, Campaign, build_sections, country_blocks_for, variant_key
+from .config import Config
+from .i18n import email_environment, gettext_for
+from .interests import Taxonomy
+
+SLOTS = ("greeting", "email", "preferences_url", "unsubscribe_url")
+PLACEHOLDER = re.compile(r"NLPH(" + "|".join(SLOTS) + r")NLPH")
+GMAIL_CLIP_BYTES = 102 * 1024
+WARN_BYTES = 100 * 1024
+
+
+def placeholder(slot: str) -> str:
+    return f"NLPH{slot}NLPH"
+
+
+@dataclass
+class RenderedVariant:
+    """One language x sections variant, fully rendered except for the per-recipient slots."""
+
+    campaign: Campaign
+    lang: str
+    key: tuple
+    subject: str
+    html: str
+    text: str
+    warnings: list[str] = field(default_factory=list)
+
+    def fill(self, values: dict[str, str]) -> tuple[str, str]:
+        """HTML and text with real values, for previews and tests (the sender uses message.py's fast path)."""
+        from html import escape
+
+        html = PLACEHOLDER.sub(lambda m: escape(values[m.group(1)]), self.html)
+        text = PLACEHOLDER.sub(lambda m: values[m.group(1)], self.text)
+        return html, text
+
+
+def greeting(lang: str, name: str) -> str:
+    _ = gettext_for(lang)
+    return _("Hello %(name)s,") % {"name": name} if name else _("Hello,")
+
+
+class IssueRenderer:
+    """Caches rendered variants of one campaign; safe to share by the threads of one sender."""
+
+    def __init__(self, campaign: Campaign, config: Config, taxonomy: Taxonomy) -> None:
+        self.campaign = campaign
+        self.config = config
+        self.taxonomy = taxonomy
+        self._variants: dict[tuple, RenderedVariant] = {}
+
+    def variant_for(self, subscriber: dict) -> RenderedVariant:
+        interests = frozenset(self.taxonomy.slugs_in(subscriber["interests"]))
+        return self.variant(subscriber["language"] or "en", interests, subscriber["country"] or "")
+
+    def variant(self, lang: str, interests: frozenset[str], country: str) -> RenderedVariant:
+        key = (lang, variant_key(self.campaign, interests, country))
+        cached = self._variants.get(key)
+        if cached is None:
+            cached = self._variants[key] = self._render(lang, key, interests, country)
+        return cached
+
+    @property
+    def variant_count(self) -> int:
+        return len(self._variants)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(dict.fromkeys(w for variant in self._variants.values() for w in variant.warnings))
+
+    def _render(self, lang: str, key: tuple, interests: frozenset[str], country: str) -> RenderedVariant:
+        campaign = self.campaign
+        _ = gettext_for(lang)
+        sections = [
+            SimpleNamespace(
+                label=self.taxonomy.label(section.interest, lang) if section.interest != GENERAL else _("More news"),
+                articles=[
+                    SimpleNamespace(title=a.title, url=a.url, date=a.date, authors=[au.name for au in a.authors],
+                                    category=a.category, summary=summarize(a))
+                    for a in section.articles
+                ],
+            )
+            for section in build_sections(campaign, interests, country)
+        ]
+        context = {
+            "lang": lang,
+            "list_name": self.config.list_name,
+            "title": campaign.title,
+            "subject": campaign.subject_for(lang),
+            "preheader": campaign.preheader_for(lang),
+            "intro": campaign.intro_for(lang),
+            "sections": sections,
+            "country_blocks": country_blocks_for(campaign, country, lang),
+            "sender_name": campaign.sender_name or self.config.sender_name,
+            "sender_address": campaign.sender_address or self.config.sender_address,
+            "base_url": self.config.base_url,
+            "recipient": SimpleNamespace(
+                web_url=f"{self.config.base_url.rstrip('/')}/archive/{campaign.slug}/{lang}",
+                **{slot: placeholder(slot) for slot in SLOTS},
+            ),
+        }
+        environment = email_environment(self.config.templates_dir, lang)
+        html = inline_css(environment.get_template(f"{campaign.template}.html").render(context))
+        text = environment.get_template(f"{campaign.template}.txt").render(context)
+        variant = RenderedVariant(campaign, lang, key, context["subject"], html, text)
+        variant.warnings = check_html(html)
+        return variant
+
+
+def inline_css(html: str) -> str:
+    """Move the <style> rules into style attributes, as mail clients need; @media rules stay in <style>."""
+    return premailer.Premailer(
+        html, keep_style_tags=False, strip_important=False, disable_validation=True, allow_network=False,
+        cssutils_logging_level=logging.CRITICAL, disable_leftover_css=False,
+    ).transform()
+
+
+def check_html(html: str) -> list[str]:
+    """What a sender should hear about before mailing: clipping by Gmail, images without alt text."""
+    warnings = []
+    size = len(html.encode("utf-8"))
+    if size > WARN_BYTES:
+        warnings.append(f"HTML is {size / 1024:.0f} KB; Gmail clips messages over about "
+                        f"{GMAIL_CLIP_BYTES // 1024} KB and hides the unsubscribe link with the rest")
+    for tag in re.findall(r"<img\b[^>]*>", html, flags=re.I):
+        if not re.search(r"\balt\s*=", tag, flags=re.I):
+            warnings.append(f"image without alt text: {tag[:80]}")
+    for slot in ("unsubscribe_url", "preferences_url"):
+        if placeholder(slot) not in html:
+            warnings.append(f"the template shows no {slot.replace('_', ' ')}; bulk mail must carry one")
+    return warnings
+
+
+def render_campaign_files(renderer: IssueRenderer, out_dir: Path, langs: tuple[str, ...]) -> list[Path]:
+    """Write each language's full-issue variant (all sections) for review: `campaign build`."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for lang in langs:
+        variant = renderer.variant(lang, frozenset(renderer.taxonomy.slugs), "")
+        sample = {"greeting": greeting(lang, "Ana"), "email": "ana@example.org",
+                  "preferences_url": "#preferences", "unsubscribe_url": "#unsubscribe"}
+        html, text = variant.fill(sample)
+        for suffix, content in ((".html", html), (".txt", text)):
+            path = out_dir / f"{renderer.campaign.slug}.{lang}{suffix}"
+            path.write_text(content, encoding="utf-8")
+            written.append(path)
+    return written
