@@ -49,7 +49,7 @@ class BounceReport:
 
 
 def analyse(message: bytes, *, bounce_address: str, secret: str) -> BounceReport:
-    """Classify a returned message; a broken bounce address or secret is a config error and raises."""
+    """Classify a returned message; a bad bounce address or secret is a config error and raises."""
     verp_address(bounce_address, 0, secret)  # validates both before we trust them below
     try:
         parsed = email.message_from_bytes(message)
@@ -74,7 +74,8 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             r"user unknown|unknown (?:user|recipient|local.part)|no such (?:user|mailbox|recipient)"
-            r"|does ?n[o']t exist|recipient not found|address rejected|invalid (?:recipient|mailbox)"
+            r"|does ?n[o']t exist|recipient not found|address rejected"
+            r"|invalid (?:recipient|mailbox)"
             r"|mailbox unavailable|not a valid mailbox|account .{0,20}(?:disabled|deleted)",
             re.I,
         ),
@@ -94,7 +95,8 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
     ),
     (
         re.compile(
-            r"retry timeout exceeded|delivery time expired|message expired|too long in (?:the )?queue",
+            r"retry timeout exceeded|delivery time expired|message expired"
+            r"|too long in (?:the )?queue",
             re.I,
         ),
         "4.4.7",
@@ -108,7 +110,9 @@ _QUOTE_START = re.compile(
     r"|^\s*original message follows",
     re.I | re.MULTILINE,
 )
-_ADDRESS = re.compile(r"[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+# The lookbehind anchors each try at the start of a word, which keeps long runs linear.
+_ADDRESS = re.compile(r"(?<![\w.+=-])[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+_NOTICE_LIMIT = 64_000  # servers explain a failure in a few lines; more is a quoted message
 _MTA_LOCAL_PARTS = {"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"}
 _MTA_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|mail administrator", re.I)
 _BOUNCE_SUBJECT = re.compile(
@@ -143,7 +147,8 @@ class _Analysis:
         self.delivery_id = self._delivery_id()
 
     def report(self) -> BounceReport:
-        for attempt in (self._as_complaint, self._as_dsn, self._as_autoreply, self._as_prose_bounce):
+        attempts = (self._as_complaint, self._as_dsn, self._as_autoreply, self._as_prose_bounce)
+        for attempt in attempts:
             found = attempt()
             if found is not None:
                 return found
@@ -246,16 +251,16 @@ class _Analysis:
         except Exception:  # one detector choking on odd MIME must not hide the prose evidence
             temporary, permanent = frozenset(), frozenset()
         permanent_recipients = self._theirs(_decoded(permanent))
-        recipients = permanent_recipients or self._theirs(_decoded(temporary))
+        temporary_recipients = self._theirs(_decoded(temporary))
+        recipients = permanent_recipients or temporary_recipients
         source = "flufl.bounce"
         if not recipients:
             sender = parseaddr(_header(self.message, "From"))[1]
             recipients = self._theirs([a for a in _ADDRESS.findall(notice) if a != sender])
             source = "prose"
-        permanent = bool(permanent_recipients) or bool(_PERMANENT_WORDS.search(notice))
-        status = _status_from_prose(notice, permanent=permanent)
-        if not status and recipients:
-            status = "5.0.0" if permanent_recipients else "4.0.0"
+        status = _status_from_prose(notice, permanent=bool(permanent_recipients)) or (
+            "4.0.0" if temporary_recipients else ""
+        )
         diagnostic = _evidence(notice)
         if not status:
             return BounceReport(UNKNOWN, self.delivery_id, recipients, "", diagnostic, source)
@@ -264,7 +269,8 @@ class _Analysis:
 
     def _from_mta(self) -> bool:
         name, address = parseaddr(_header(self.message, "From"))
-        return address.lower().partition("@")[0] in _MTA_LOCAL_PARTS or bool(_MTA_NAME.search(name))
+        local_part = address.lower().partition("@")[0]
+        return local_part in _MTA_LOCAL_PARTS or bool(_MTA_NAME.search(name))
 
     def _looks_like_bounce(self) -> bool:
         return (
@@ -277,13 +283,15 @@ class _Analysis:
         """The text the reporting server wrote, without the copy of our message it quotes."""
         texts = []
         for part in self.parts:
-            if part.get_content_maintype() != "text" or part.get_content_type() == "text/rfc822-headers":
+            if part.get_content_maintype() != "text":
+                continue
+            if part.get_content_type() == "text/rfc822-headers":
                 continue
             text = _decoded_text(part)
             if part.get_content_subtype() == "html":
                 text = re.sub(r"<[^>]*>", " ", text)
             texts.append(text)
-        notice = "\n".join(texts)
+        notice = "\n".join(texts)[:_NOTICE_LIMIT]
         quoted = _QUOTE_START.search(notice)
         return notice[: quoted.start()] if quoted else notice
 
@@ -294,7 +302,8 @@ class _Analysis:
         for address in addresses:
             address = address.strip().strip("<>").strip()
             own_local, _, own_domain = address.lower().rpartition("@")
-            ours = own_domain == domain and (own_local == local or own_local.startswith(local + "+"))
+            ours_local = own_local == local or own_local.startswith(local + "+")
+            ours = own_domain == domain and ours_local
             if "@" in address and not ours and address not in kept:
                 kept.append(address)
         return kept

@@ -80,6 +80,7 @@ def apply_report(db: sqlite_utils.Database, config: Config, report: BounceReport
     """Map a parsed returned message to its delivery (by VERP) and subscriber, then apply the policy."""
     if report.kind not in KINDS:
         return None
+    kind = "soft" if report.kind == "hard" and report.status == "5.2.2" else report.kind  # mailbox full
     row = None
     if report.delivery_id is not None:
         row = db.execute("SELECT id, subscriber_id, email FROM deliveries WHERE id = ?",
@@ -90,7 +91,7 @@ def apply_report(db: sqlite_utils.Database, config: Config, report: BounceReport
     if row is None:
         return None
     delivery_id, subscriber_id, email = row
-    return record_event(db, kind=report.kind, email=email, delivery_id=delivery_id, subscriber_id=subscriber_id,
+    return record_event(db, kind=kind, email=email, delivery_id=delivery_id, subscriber_id=subscriber_id,
                         code=report.status, diagnostic=report.diagnostic, source=report.source,
                         settings=config.bounces, clock=clock)
 
@@ -112,6 +113,7 @@ def process_mailbox(db: sqlite_utils.Database, config: Config, mailbox_url: str 
             summary.unmatched += 1
         if action:
             summary.actions.append(f"{', '.join(report.recipients) or '?'}: {action}")
-        done()
+        if report.kind != "unknown":  # a human reply stays in the mailbox for a person to read
+            done()
     return summary
 

@@ -116,11 +116,12 @@ _SECTIONS = {
     "web": WebSettings,
     "digest": DigestSettings,
 }
+_NOT_SETTINGS = {"path", *_SECTIONS}  # filled in by load_config, not written in a [newsletter] table
 _PATH_FIELDS = {"database", "campaigns_dir", "templates_dir", "log_file", "private_key_file", "articles_dir"}
 
 
 def _build(cls, values: dict, base: Path, where: str):
-    known = {f.name: f for f in cls.__dataclass_fields__.values()}
+    known = {f.name: f for f in cls.__dataclass_fields__.values() if f.name not in _NOT_SETTINGS}
     kwargs = {}
     for key, value in values.items():
         if key not in known:

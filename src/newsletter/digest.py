@@ -116,11 +116,18 @@ def build_digest(config: Config, occurrence: datetime, db: sqlite_utils.Database
 
     Building the same occurrence again rewrites the same folder with the same content.
     """
+    slug = digest_slug(config, occurrence)
+    other = db.execute("SELECT occurrence FROM digest_runs WHERE slug = ? AND occurrence != ?",
+                       [slug, utc_iso(occurrence)]).fetchone()
+    if other:
+        raise DigestError(f"{slug} was already built for the occurrence at {other[0]}, in the same month as "
+                          f"{utc_iso(occurrence)}; a digest goes out once a month, so keep one rule per month in "
+                          f"{config.path or 'newsletter.toml'} [digest] rules")
     window = digest_window(config, occurrence, db)
     articles = articles_in_window(config, window)
     if not articles:
         return None
-    folder = Path(config.campaigns_dir) / digest_slug(config, occurrence)
+    folder = Path(config.campaigns_dir) / slug
     folder.mkdir(parents=True, exist_ok=True)
     for article in articles:
         _write_if_changed(folder / article.source.name, article.source.read_bytes())

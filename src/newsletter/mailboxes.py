@@ -29,7 +29,10 @@ MailboxItem = tuple[str, bytes, Callable[[], None]]
 
 _DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 _PROCESSED_FOLDER = ".processed"
-_EXAMPLES = "maildir:///var/mail/bounces, imaps://user:pass@mail.example.org/INBOX or pop3s://user:pass@mail.example.org"
+_EXAMPLES = (
+    "maildir:///var/mail/bounces, imaps://user:pass@mail.example.org/INBOX "
+    "or pop3s://user:pass@mail.example.org"
+)
 
 
 @dataclass(frozen=True)
@@ -61,22 +64,29 @@ def parse_mailbox_url(url: str) -> MailboxURL:
                 "(three slashes) or maildir:relative/path"
             )
         if not parts.path:
-            raise ValueError(f"mailbox URL {shown!r}: the maildir path is empty; e.g. maildir:///var/mail/bounces")
+            raise ValueError(
+                f"mailbox URL {shown!r}: the maildir path is empty; e.g. maildir:///var/mail/bounces"
+            )
         return MailboxURL(scheme, path=unquote(parts.path))
     if scheme not in _DEFAULT_PORTS:
         raise ValueError(
-            f"mailbox URL {shown!r}: scheme {scheme or '(none)'!r} is not one of maildir, imap, imaps, "
-            f"pop3, pop3s; write e.g. {_EXAMPLES}"
+            f"mailbox URL {shown!r}: scheme {scheme or '(none)'!r} is not one of maildir, "
+            f"imap, imaps, pop3, pop3s; write e.g. {_EXAMPLES}"
         )
     try:
         port = parts.port or _DEFAULT_PORTS[scheme]
     except ValueError:
-        raise ValueError(f"mailbox URL {shown!r}: the port is not a number between 0 and 65535") from None
+        raise ValueError(
+            f"mailbox URL {shown!r}: the port is not a number between 0 and 65535"
+        ) from None
     if not parts.hostname:
-        raise ValueError(f"mailbox URL {shown!r}: the host is missing; e.g. {scheme}://user:pass@mail.example.org")
+        raise ValueError(
+            f"mailbox URL {shown!r}: the host is missing; e.g. {scheme}://user:pass@mail.example.org"
+        )
     if not parts.username or parts.password is None:
         raise ValueError(
-            f"mailbox URL {shown!r}: user and password are missing; write {scheme}://user:pass@{parts.hostname}"
+            f"mailbox URL {shown!r}: user and password are missing; "
+            f"write {scheme}://user:pass@{parts.hostname}"
         )
     folder = unquote(parts.path.lstrip("/"))
     if scheme.startswith("pop3") and folder:
@@ -92,7 +102,7 @@ def parse_mailbox_url(url: str) -> MailboxURL:
 
 
 def iter_mailbox(url: str) -> Iterator[MailboxItem]:
-    """Yield (key, raw bytes, remove) for every waiting message; call remove() once it is handled."""
+    """Yield (key, raw bytes, remove) for each waiting message; call remove() once it is handled."""
     location = parse_mailbox_url(url)
     if location.scheme == "maildir":
         return _iter_maildir(Path(location.path))
@@ -143,7 +153,10 @@ def _iter_imap(location: MailboxURL) -> Iterator[MailboxItem]:
         client.login(location.user, location.password)
         status, _ = client.select(_imap_quote(location.folder))
         if status != "OK":
-            raise ValueError(f"IMAP folder {location.folder!r} on {location.host} cannot be opened; check its name")
+            raise ValueError(
+                f"IMAP folder {location.folder!r} on {location.host} cannot be opened; "
+                "check the folder name at the end of the bounce mailbox URL"
+            )
         _, found = client.uid("SEARCH", "ALL")
         for uid in (found[0] or b"").split():
             _, data = client.uid("FETCH", uid, "(BODY.PEEK[])")
@@ -177,7 +190,8 @@ def _iter_pop3(location: MailboxURL) -> Iterator[MailboxItem]:
         for line in listing:
             number, _, unique = line.decode().partition(" ")
             _, lines, _ = client.retr(int(number))
-            yield unique or number, b"\r\n".join(lines) + b"\r\n", _pop3_deleter(client, int(number))
+            raw = b"\r\n".join(lines) + b"\r\n"
+            yield unique or number, raw, _pop3_deleter(client, int(number))
     except GeneratorExit:  # the caller stopped early: still commit what it removed
         _quietly(client.quit)
         raise

@@ -30,7 +30,7 @@ _SIMPLE_EMAIL = re.compile(
     r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 )
-_SPECIAL_DOMAINS = tuple(email_validator.SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_DOMAINS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)  # all single labels: arpa, test...
 
 
 def normalize_email(raw: str) -> str:
@@ -53,7 +53,7 @@ def normalize_email(raw: str) -> str:
 
 
 def _is_special_domain(domain: str) -> bool:
-    return any(domain == name or domain.endswith("." + name) for name in _SPECIAL_DOMAINS)
+    return domain.rpartition(".")[2] in _SPECIAL_DOMAINS
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")
@@ -162,9 +162,18 @@ _SPANISH_SPEAKING = {"AR", "BO", "CL", "CO", "CR", "CU", "DO", "EC", "ES", "GT",
                      "PR", "PY", "SV", "UY", "VE", "GQ"}
 
 
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
 def parse_timestamp(raw: str) -> str:
     """An ISO date or date-time (naive means UTC) as the database's UTC text form."""
     text = raw.strip()
+    if _CANONICAL_TIMESTAMP.fullmatch(text):  # already in our form (our own exports): only check it is a date
+        try:
+            datetime.fromisoformat(text[:-1])
+            return text
+        except ValueError:
+            raise InvalidValue(f"{text!r} is not a real date and time") from None
     try:
         if len(text) == 10:
             moment = datetime.combine(date.fromisoformat(text), datetime.min.time())

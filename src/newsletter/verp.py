@@ -76,4 +76,4 @@ def _split_bounce_address(bounce_address: str) -> tuple[str, str]:
 
 def _check_secret(secret: str) -> None:
     if not secret:
-        raise ValueError("the VERP secret is empty; set the secret key so bounce tags can be signed")
+        raise ValueError("the VERP secret is empty; set the secret key so bounce tags are signed")

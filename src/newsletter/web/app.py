@@ -1,0 +1,88 @@
+"""The Flask application: subscribe, confirm, preferences, unsubscribe, archive and the staff preview.
+
+Pages are rendered with newsletter.i18n's web environment (templates/web, the "web" catalogue) in the
+subscriber's language, or the visitor's when we do not know who they are.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+
+from flask import Flask, Response, redirect, url_for
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import WSGIRequestHandler, make_server
+
+from ..clock import Clock, SystemClock
+from ..config import Config
+from ..db import connect
+from ..signing import Signer
+from . import archive, preferences, preview, subscribe, unsubscribe
+from .pages import PageError, problem_page
+from .state import EXTENSION_KEY, WebState, close_database
+from .throttle import Throttle
+
+MAX_FORM_BYTES = 256 * 1024
+# Pages never load anything from elsewhere, and never run script (the preview sets its own policy).
+DEFAULT_POLICY = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+                  "frame-ancestors 'none'; base-uri 'none'")
+_HTTP_PROBLEMS = {400: "bad_value", 404: "not_found", 405: "not_found", 413: "bad_value"}
+
+
+def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
+    """The web application; fails at once (ConfigError) without a secret key, and migrates the database now."""
+    signer = Signer(config.require_secret())
+    connect(config.database).conn.close()
+    app = Flask(__name__, static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
+    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock))
+    for module in (subscribe, preferences, unsubscribe, archive, preview):
+        app.register_blueprint(module.blueprint)
+    app.teardown_appcontext(close_database)
+    app.register_error_handler(PageError, problem_page)
+    app.register_error_handler(HTTPException, _http_problem)
+    app.after_request(_security_headers)
+    app.add_url_rule("/", "home", lambda: redirect(url_for("subscribe.form")))
+    return app
+
+
+def _http_problem(error: HTTPException) -> Response:
+    status = error.code or 500
+    return problem_page(PageError(status, _HTTP_PROBLEMS.get(status, "server_error")))
+
+
+def _security_headers(response: Response) -> Response:
+    """Token URLs must not leak through Referer, be cached, or be framed by another site."""
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", DEFAULT_POLICY)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Cache-Control", "no-store")
+    headers["X-Content-Type-Options"] = "nosniff"
+    headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+class _RedactingRequestHandler(WSGIRequestHandler):
+    """The access log without the tokens of /u/, /p/ and /confirm/ links: each one works like a password."""
+
+    _TOKEN = re.compile(r"(/(?:u|p|confirm)/)[^/\s?\"]+")
+
+    def log(self, kind: str, message: str, *args) -> None:
+        super().log(kind, message, *[self._TOKEN.sub(r"\1[token]", a) if isinstance(a, str) else a for a in args])
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None, *,
+          clock: Clock = SystemClock()) -> None:
+    """Run the application with werkzeug's threaded server until Ctrl-C; 127.0.0.1 unless told otherwise."""
+    app = create_app(config, clock=clock)
+    host = host or config.web.host or "127.0.0.1"
+    server = make_server(host, config.web.port if port is None else port, app, threaded=True,
+                         request_handler=_RedactingRequestHandler)
+    shown_host = f"[{host}]" if ":" in host else host
+    print(f"newsletter: serving on http://{shown_host}:{server.port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,47 @@
+"""/archive/<slug>/<lang>: the "view in browser" page of every mail, the same for everyone.
+
+It shows the whole issue (every section) with a neutral greeting and no personal links: anyone can open
+this address, so nothing in it may act on a subscriber.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, url_for
+
+from ..campaigns import CampaignError
+from ..db import LANGUAGES
+from ..i18n import gettext_for
+from ..interests import Taxonomy
+from ..render import IssueRenderer, greeting
+from .issues import find_campaign
+from .pages import PageError
+from .state import database, state
+
+blueprint = Blueprint("archive", __name__)
+
+ARCHIVE_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; "
+                  "base-uri 'none'; form-action 'none'")
+
+
+@blueprint.get("/archive/<slug>/<lang>")
+def issue(slug: str, lang: str) -> Response:
+    if lang not in LANGUAGES:
+        raise PageError(404, "not_found")
+    config = state().config
+    try:
+        campaign = find_campaign(config, slug)
+    except CampaignError as error:
+        current_app.logger.error("archive page for %s: %s", slug, error)
+        raise PageError(404, "not_found") from None
+    taxonomy = Taxonomy.load(database())
+    variant = IssueRenderer(campaign, config, taxonomy).variant(lang, frozenset(taxonomy.slugs), "")
+    _ = gettext_for(lang, "web")
+    html, _plain = variant.fill({
+        "greeting": greeting(lang, ""),
+        "email": _("each subscriber"),
+        "preferences_url": url_for("subscribe.form", lang=lang),
+        "unsubscribe_url": "#",
+    })
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = ARCHIVE_POLICY
+    return response

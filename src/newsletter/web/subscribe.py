@@ -1,0 +1,185 @@
+"""/subscribe and /confirm/<token>: double opt-in from a public form.
+
+Whatever is typed, the visitor sees the same "check your inbox" page: whether the address was new, already
+subscribed or suppressed is never shown, so the form cannot be used to find out who reads the newsletter.
+A new address is stored as 'pending'; an existing row is not touched until the mailbox owner confirms, so a
+stranger cannot change someone's name or interests by typing their address. The choices made on the form
+travel inside the signed confirmation token and are applied when the link is used.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlite_utils
+from flask import Blueprint, Response, current_app, request, url_for
+
+from ..clock import utc_iso
+from ..db import LANGUAGES, transaction
+from ..i18n import gettext_for, negotiate
+from ..interests import Taxonomy
+from ..normalize import InvalidValue, normalize_country, normalize_email, normalize_name
+from ..signing import CONFIRM, PREFERENCES, BadToken
+from ..subscribers import Consent, SubscriberError, add, get, get_by_id, set_status, update_preferences
+from ..suppressions import is_suppressed
+from .confirmation import confirmation_message, send_confirmation
+from .countries import LANGUAGE_NAMES, country_choices
+from .pages import PageError, render_page, visitor_language
+from .state import database, state
+from .tokens import CONFIRM_MAX_AGE, read_dated, sign_dated
+
+blueprint = Blueprint("subscribe", __name__)
+
+HONEYPOT = "website"  # hidden from people by CSS; a bot filling every field fills it too
+FORM_SOURCE = "web form /subscribe"
+
+
+def consent_wording(lang: str) -> str:
+    """The sentence beside the consent box, exactly as shown: it is stored as the record of what was agreed to."""
+    _ = gettext_for(lang, "web")
+    return _("Yes, please send %(list_name)s to this address. I can unsubscribe at any time with the link "
+             "in every issue.") % {"list_name": state().config.list_name}
+
+
+@dataclass
+class Submission:
+    email: str = ""
+    name: str = ""
+    country: str = ""
+    language: str = "en"
+    interests: list[str] = field(default_factory=list)
+    consent: bool = False
+    errors: set[str] = field(default_factory=set)  # names of the fields to correct
+
+
+def _read_form(taxonomy: Taxonomy, lang: str) -> Submission:
+    form = request.form
+    entry = Submission(email=form.get("email", "").strip(), name=form.get("name", ""),
+                       country=form.get("country", ""), language=lang,
+                       interests=[slug for slug in form.getlist("interests") if slug in taxonomy.bits],
+                       consent=form.get("consent") == "yes")
+    for name, check in (("email", normalize_email), ("name", normalize_name), ("country", normalize_country)):
+        try:
+            setattr(entry, name, check(getattr(entry, name)))
+        except InvalidValue:
+            entry.errors.add(name)
+    if not entry.consent:
+        entry.errors.add("consent")
+    return entry
+
+
+def _form_page(lang: str, entry: Submission, status: int = 200) -> Response:
+    taxonomy = Taxonomy.load(database())
+    region, others = country_choices(lang)
+    return render_page(
+        "subscribe.html", lang, status=status, entry=entry, honeypot=HONEYPOT,
+        action_url=url_for(".submit", lang=lang),
+        interests=[(slug, taxonomy.label(slug, lang)) for slug in taxonomy.slugs],
+        region_countries=region, other_countries=others,
+        languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
+        consent_wording=consent_wording(lang),
+    )
+
+
+@blueprint.get("/subscribe")
+def form() -> Response:
+    lang = visitor_language()
+    return _form_page(lang, Submission(language=lang))
+
+
+@blueprint.post("/subscribe")
+def submit() -> Response:
+    chosen = request.form.get("language", "")
+    lang = chosen if chosen in LANGUAGES else visitor_language()
+    if request.form.get(HONEYPOT):
+        return render_page("subscribe_done.html", lang)
+    entry = _read_form(Taxonomy.load(database()), lang)
+    if entry.errors:
+        return _form_page(lang, entry, status=400)
+    if not state().subscribe_throttle.allow(f"address:{entry.email}", f"ip:{request.remote_addr}"):
+        raise PageError(429, "too_many", lang)
+    _start_confirmation(entry)
+    return render_page("subscribe_done.html", lang)
+
+
+def _start_confirmation(entry: Submission) -> None:
+    """Store a new address as pending and mail the confirmation link; a suppressed address gets nothing."""
+    db, config, clock = database(), state().config, state().clock
+    if is_suppressed(db, entry.email):
+        return
+    wording = consent_wording(entry.language)
+    subscriber = get(db, entry.email)
+    if subscriber is None:
+        consent = Consent(source=FORM_SOURCE + " (not yet confirmed)", at=clock.now(), ip=request.remote_addr or "",
+                          user_agent=request.user_agent.string, wording=wording)
+        try:
+            subscriber = add(db, entry.email, name=entry.name, country=entry.country, language=entry.language,
+                             interests=entry.interests, status="pending", consent=consent, clock=clock)
+        except SubscriberError:  # suppressed since the check above
+            return
+    choices = {"i": subscriber["id"], "n": entry.name, "c": entry.country, "l": entry.language,
+               "t": entry.interests, "w": wording}
+    token = sign_dated(state().signer, choices, CONFIRM, clock)
+    confirm_url = f"{config.base_url.rstrip('/')}/confirm/{token}"
+    data = confirmation_message(config, lang=entry.language, name=entry.name, address=entry.email,
+                                confirm_url=confirm_url, clock=clock)
+    reply = send_confirmation(config, entry.email, data)
+    if reply.outcome != "sent":
+        current_app.logger.error("confirmation mail to subscriber %s not sent: %s %s %s",
+                                 subscriber["id"], reply.code, reply.enhanced, reply.text)
+
+
+def _confirmation(token: str) -> tuple[dict, dict]:
+    """(the choices in the token, the subscriber) or a problem page: invalid, or expired with an offer to retry."""
+    try:
+        dated = read_dated(state().signer, token, CONFIRM, state().clock)
+    except BadToken:
+        raise PageError(404, "invalid_link") from None
+    choices = dated.value
+    if not isinstance(choices, dict) or not isinstance(choices.get("i"), int):
+        raise PageError(404, "invalid_link")
+    lang = negotiate(choices.get("l"))
+    if dated.age_seconds > CONFIRM_MAX_AGE:
+        raise PageError(400, "expired_confirmation", lang)
+    subscriber = get_by_id(database(), choices["i"])
+    if subscriber is None or is_suppressed(database(), subscriber["email"]):
+        raise PageError(400, "expired_confirmation", lang)
+    return choices, subscriber
+
+
+@blueprint.get("/confirm/<token>")
+def ask_confirmation(token: str) -> Response:
+    """Only shows a button: mail scanners open every link, and a scanner must not give consent for anyone."""
+    choices, subscriber = _confirmation(token)
+    return render_page("confirm.html", negotiate(choices.get("l")), subscriber=subscriber,
+                       action_url=url_for(".confirm", token=token))
+
+
+@blueprint.post("/confirm/<token>")
+def confirm(token: str) -> Response:
+    choices, subscriber = _confirmation(token)
+    db, clock = database(), state().clock
+    lang = negotiate(choices.get("l"))
+    try:
+        update_preferences(db, subscriber["id"], name=choices.get("n", ""), country=choices.get("c", ""),
+                           language=lang, interests=choices.get("t", []), clock=clock)
+    except (InvalidValue, SubscriberError):  # the taxonomy changed since the form was sent: keep what is stored
+        pass
+    consent = Consent(source=FORM_SOURCE + ", confirmed by the emailed link", at=clock.now(),
+                      ip=request.remote_addr or "", user_agent=request.user_agent.string,
+                      wording=str(choices.get("w", "")))
+    with transaction(db):
+        set_status(db, subscriber["id"], "active", clock=clock)
+        record_consent(db, subscriber["id"], consent)
+    return render_page("confirmed.html", lang, subscriber=get_by_id(db, subscriber["id"]),
+                       preferences_url=url_for("preferences.show",
+                                               token=state().signer.sign(subscriber["id"], PREFERENCES)))
+
+
+def record_consent(db: sqlite_utils.Database, subscriber_id: int, consent: Consent) -> None:
+    """Keep the proof of this opt-in (when, from where, with which browser, on which form, agreeing to what)."""
+    db.execute(
+        "UPDATE subscribers SET consent_at = ?, consent_source = ?, consent_ip = ?, consent_user_agent = ?, "
+        "consent_wording = ? WHERE id = ?",
+        [utc_iso(consent.at), consent.source, consent.ip, consent.user_agent, consent.wording, subscriber_id],
+    )
