@@ -427,39 +427,35 @@ def campaign_render(app, slug, email):
 @pass_app
 def campaign_list(app):
     """List campaigns with their state, next send time and delivery counts."""
-    from . import campaign_state, deliveries
-    from .campaigns import list_campaigns
-    from .clock import parse_utc
+    from .scheduler import campaign_overview
 
-    table = Table("campaign", "title", "state", "send at", "sent", "pending", "failed/bounced")
-    for campaign in list_campaigns(Path(app.config.campaigns_dir), app.config.tz):
-        row = campaign_state.get(app.db, campaign.slug) or {}
-        counts = deliveries.counts(app.db, campaign.slug)
-        send_at = row.get("send_at") or (campaign.send_at and campaign.send_at.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        local = parse_utc(send_at).astimezone(app.config.tz).strftime("%Y-%m-%d %H:%M %Z") if send_at else ""
-        table.add_row(campaign.slug, campaign.title, row.get("state", "draft"), local, f"{counts['sent']:,}",
-                      f"{counts['queued'] + counts['sending'] + counts['deferred']:,}",
-                      f"{counts['failed'] + counts['bounced']:,}")
+    table = Table("campaign", "title", "state", "next send", "sent", "pending", "failed/bounced", "note")
+    for entry in campaign_overview(app.config, app.db):
+        counts = entry["counts"]
+        table.add_row(entry["slug"], entry["title"], entry["state"],
+                      f"{entry['next_send']:%Y-%m-%d %H:%M %Z}" if entry["next_send"] else "",
+                      f"{counts['sent']:,}", f"{counts['queued'] + counts['sending'] + counts['deferred']:,}",
+                      f"{counts['failed'] + counts['bounced']:,}", entry["last_error"] or "")
     console.print(table)
 
 
 @campaign_group.command("schedule")
 @click.argument("slug")
-@click.option("--at", "when", required=True, help='Local time in the configured zone, e.g. "2026-12-01 09:00".')
+@click.option("--at", "when", help='Local time in the configured zone, e.g. "2026-12-01 09:00" '
+              "(default: send_at from campaign.toml).")
 @pass_app
 def campaign_schedule(app, slug, when):
     """Schedule a campaign; `newsletter scheduler` sends it when the time comes."""
-    from datetime import datetime, timezone
+    from datetime import timezone
 
-    from . import campaign_state
+    from .scheduler import parse_local_time, schedule_campaign
 
-    try:
-        local = datetime.strptime(when.strip(), "%Y-%m-%d %H:%M").replace(tzinfo=app.config.tz)
-    except ValueError:
-        raise click.BadParameter(f"{when!r}: write it as YYYY-MM-DD HH:MM, e.g. 2026-12-01 09:00") from None
-    campaign_state.register(app.db, _load_campaign(app, slug))
-    campaign_state.schedule(app.db, slug, local)
-    console.print(f"{slug} will be sent at {local:%Y-%m-%d %H:%M %Z} ({local.astimezone(timezone.utc):%H:%M} UTC).")
+    row = schedule_campaign(app.config, app.db, slug, parse_local_time(when, app.config.tz) if when else None)
+    from .clock import parse_utc
+
+    moment = parse_utc(row["send_at"])
+    console.print(f"{slug} will be sent at {moment.astimezone(app.config.tz):%Y-%m-%d %H:%M %Z} "
+                  f"({moment.astimezone(timezone.utc):%H:%M} UTC) by `newsletter scheduler`.")
 
 
 def _state_command(name: str, action: str, help_text: str):
@@ -583,6 +579,31 @@ def report(app, slug, csv_file, limit):
     if csv_file:
         rows = deliveries.export_csv(app.db, slug, csv_file)
         err_console.print(f"{rows:,} deliveries written to {csv_file.name}.")
+
+
+@cli.command("scheduler")
+@click.option("--once", is_flag=True, help="Run one pass and exit (for cron); exit code 1 if anything failed.")
+@click.option("--interval", default=30, show_default=True, help="Seconds between passes.")
+@pass_app
+def scheduler_command(app, once, interval):
+    """Send due campaigns and the recurring digests ([digest] rules), in the foreground (systemd, containers).
+
+    Safe to restart: a missed digest runs once, an interrupted campaign is resumed, and two schedulers on
+    one database never send the same campaign twice. See docs/scheduler.md for a systemd unit.
+    """
+    import threading
+
+    from .scheduler import configure_logging, run_forever, run_pass, stop_on_signals
+
+    configure_logging(app.config)
+    if once:
+        results = run_pass(app.config)
+        if any(result.failed for result in results):
+            sys.exit(1)
+        return
+    stop = threading.Event()
+    stop_on_signals(stop)
+    run_forever(app.config, stop_event=stop, interval_seconds=interval)
 
 
 # --- returned mail -----------------------------------------------------------------------------------

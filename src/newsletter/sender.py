@@ -26,7 +26,7 @@ import sqlite_utils
 from . import campaign_state, deliveries
 from .bounces import record_smtp_bounce
 from .campaigns import Campaign, load_campaign
-from .clock import Clock, SystemClock
+from .clock import Clock, SystemClock, utc_iso
 from .config import Config, SendingSettings
 from .db import connect
 from .deliveries import Job
@@ -133,7 +133,8 @@ class CampaignSender:
         self.config = config
         self.campaign = campaign
         self.clock = clock
-        self.stop = stop or threading.Event()
+        self.stop = stop or threading.Event()  # the caller's: Ctrl-C, a scheduler shutting down
+        self._halt = threading.Event()  # ours: a thread failed; never set on the caller's event
         self.progress = progress
         self.connections = max(1, connections or config.sending.connections)
         self.transport_url = transport_url or campaign.transport or config.smtp_url
@@ -171,6 +172,9 @@ class CampaignSender:
             record_smtp_bounce(db, job, reply, clock=self.clock)
         return decision.status
 
+    def _stopping(self) -> bool:
+        return self.stop.is_set() or self._halt.is_set()
+
     # -- threads ------------------------------------------------------------------------------------
 
     def _worker(self) -> None:
@@ -182,7 +186,7 @@ class CampaignSender:
                 try:
                     if job is None:
                         return
-                    if self.stop.is_set():
+                    if self._stopping():
                         deliveries.release(db, [job.id])
                         continue
                     status = self.process(db, transport, job)
@@ -193,7 +197,7 @@ class CampaignSender:
                         self.progress(status)
                 except BaseException as exc:  # keep the row claimable; report after the run
                     self._errors.append(exc)
-                    self.stop.set()
+                    self._halt.set()
                     if job is not None:
                         deliveries.release(db, [job.id])
                 finally:
@@ -203,6 +207,12 @@ class CampaignSender:
             db.conn.close()
 
     def run(self, *, wait_for_retries: bool = False) -> SendSummary:
+        try:
+            return self._run(wait_for_retries)
+        finally:
+            self.db.conn.close()
+
+    def _run(self, wait_for_retries: bool) -> SendSummary:
         started = time.monotonic()
         slug = self.campaign.slug
         if not campaign_state.acquire_lease(self.db, slug, self.owner, self.clock):
@@ -217,7 +227,7 @@ class CampaignSender:
             reason = self._dispatch(wait_for_retries)
         except KeyboardInterrupt:
             reason = "interrupted"
-            self.stop.set()
+            self._halt.set()
         finally:
             for _ in workers:
                 self._jobs.put(None)
@@ -225,11 +235,15 @@ class CampaignSender:
                 worker.join()
             deliveries.reset_interrupted(self.db, slug, self.clock)
             campaign_state.release_lease(self.db, slug, self.owner)
+        return self._finish(started, reason)
+
+    def _finish(self, started: float, reason: str | None) -> SendSummary:
+        slug = self.campaign.slug
         if self._errors:
             raise self._errors[0]
         if reason is None and deliveries.unfinished(self.db, slug) == 0:
             campaign_state.set_state(self.db, slug, "sent", clock=self.clock,
-                                     finished_at=self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+                                     finished_at=utc_iso(self.clock.now()))
         return self._summary(started, reason)
 
     def _dispatch(self, wait_for_retries: bool) -> str | None:
@@ -237,7 +251,7 @@ class CampaignSender:
         slug = self.campaign.slug
         last_renewal = self.clock.monotonic()
         while True:
-            if self.stop.is_set():
+            if self._stopping():
                 return "interrupted"
             state = campaign_state.get(self.db, slug)["state"]
             if state in ("paused", "cancelled"):
@@ -264,9 +278,9 @@ class CampaignSender:
                         self._jobs.put(job, timeout=0.5)
                         break
                     except queue.Full:
-                        if self.stop.is_set():
+                        if self._stopping():
                             break
-                if self.stop.is_set():
+                if self._stopping():
                     deliveries.release(self.db, [j.id for j in jobs])
                     return "interrupted"
 
@@ -285,12 +299,9 @@ def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock
     """Load the folder, record the campaign and queue its segment (idempotent), and mark it sending."""
     campaign = load_campaign(Path(config.campaigns_dir) / slug, config.tz)
     row = campaign_state.register(db, campaign, clock)
-    if row["state"] in ("cancelled", "paused"):
-        return campaign
-    deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
-    if row["state"] != "sent" or deliveries.unfinished(db, slug):
-        campaign_state.set_state(db, slug, "sending", clock=clock,
-                                 started_at=row["started_at"] or clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"))
+    if row["state"] in ("draft", "scheduled"):  # the segment is read once: late subscribers wait for the next issue
+        deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
+        campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
     return campaign
 
 
@@ -299,12 +310,14 @@ def send_campaign(config: Config, slug: str, *, clock: Clock = SystemClock(), st
                   connections: int | None = None, transport_url: str | None = None) -> SendSummary:
     """Queue (once) and send a campaign; call again after a crash or a pause to finish it."""
     db = connect(config.database)
-    campaign = prepare_campaign(config, db, slug, clock)
-    state = campaign_state.get(db, slug)["state"]
-    if state in ("cancelled", "paused"):
-        counts = deliveries.counts(db, slug)
-        return SendSummary(slug, counts, 0, 0.0, deliveries.unfinished(db, slug) == 0, state,
-                           deliveries.next_retry_at(db, slug))
+    try:
+        campaign = prepare_campaign(config, db, slug, clock)
+        state = campaign_state.get(db, slug)["state"]
+        if state in ("cancelled", "paused", "sent"):
+            return SendSummary(slug, deliveries.counts(db, slug), 0, 0.0, deliveries.unfinished(db, slug) == 0,
+                               None if state == "sent" else state, deliveries.next_retry_at(db, slug))
+    finally:
+        db.conn.close()
     sender = CampaignSender(config, campaign, clock=clock, stop=stop, progress=progress, connections=connections,
                             transport_url=transport_url)
     return sender.run(wait_for_retries=wait_for_retries)
