@@ -154,7 +154,7 @@ def print_import_report(report: csvimport.ImportReport, show_errors: int) -> Non
     if report.ignored_columns:
         console.print(f"Ignored columns: {', '.join(report.ignored_columns)}", highlight=False)
     for problem in report.errors[:show_errors]:
-        console.print(f"[red]refused[/] {problem.describe(report.path)}", highlight=False)
+        console.print(f"[red]refused[/] {problem.describe(report.path)}", highlight=False, soft_wrap=True)
     if report.rejected > show_errors:
         console.print(f"... and {report.rejected - show_errors} more refused rows (--show-errors N lists more)")
     if report.rejected:
@@ -203,7 +203,8 @@ def subscribers_show(app, email):
 @pass_app
 def subscribers_add(app, email, name, country, language, interests, status):
     """Add one subscriber (or update them if the address exists)."""
-    row = subscribers.add(app.db, email, name=name, country=country, language=language, interests=list(interests),
+    row = subscribers.add(app.db, email, name=name, country=country, language=language,
+                          interests=list(interests) or None,
                           status=status, consent=subscribers.Consent(source="cli"))
     console.print(f"{row['email']} is {row['status']}.")
 

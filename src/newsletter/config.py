@@ -214,5 +214,6 @@ segment = "status:active"
 def write_example_config(path: Path) -> None:
     if path.exists():
         raise ConfigError(f"{path} already exists; remove it or pass another --config path")
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(EXAMPLE_CONFIG.format(secret=secrets.token_urlsafe(32)), encoding="utf-8")
     path.chmod(0o600)

@@ -188,6 +188,7 @@ def connect(path: str | Path, *, migrate_schema: bool = True) -> sqlite_utils.Da
     conn.execute("PRAGMA synchronous = NORMAL")
     conn.execute("PRAGMA busy_timeout = 30000")
     conn.execute("PRAGMA temp_store = FILE")
+    conn.execute("PRAGMA secure_delete = ON")  # an erased person's bytes are overwritten, not left in free pages
     db = sqlite_utils.Database(conn)
     if migrate_schema:
         migrate(db)

@@ -58,12 +58,17 @@ class Segment:
 
 
 def parse_segment(expression: str, db: sqlite_utils.Database | None = None, _seen: frozenset = frozenset()) -> Segment:
-    """Parse an expression; `@name` terms are read from the saved segments in db."""
+    """Parse an expression; `@name` terms are read from the saved segments in db.
+
+    Plain terms are collected first and each saved segment then narrows them, so the order of the
+    terms never changes the result.
+    """
     segment = Segment()
     taxonomy = Taxonomy.load(db) if db is not None else None
+    saved = []
     for term in expression.split():
         if term.startswith("@"):
-            _merge(segment, _saved(db, term[1:], _seen), term)
+            saved.append(term)
             continue
         key, sep, raw_values = term.partition(":")
         if not sep or key.lower() not in _KEYS or not raw_values:
@@ -76,6 +81,8 @@ def parse_segment(expression: str, db: sqlite_utils.Database | None = None, _see
         for raw in raw_values.split(","):
             if raw.strip():
                 values.add(_value(attribute, raw, taxonomy, term))
+    for term in saved:
+        _merge(segment, _saved(db, term[1:], _seen), term)
     return segment
 
 

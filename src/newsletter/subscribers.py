@@ -45,17 +45,20 @@ def get_by_id(db: sqlite_utils.Database, subscriber_id: int) -> dict | None:
 
 
 def add(db: sqlite_utils.Database, email: str, *, name: str = "", country: str = "", language: str = "",
-        interests: list[str] = (), status: str = "active", consent: Consent | None = None,
+        interests: list[str] | None = None, status: str = "active", consent: Consent | None = None,
         clock: Clock = SystemClock()) -> dict:
-    """Create a subscriber, or update the fields given for an existing one (never a second row)."""
+    """Create a subscriber, or update the fields given for an existing one (never a second row).
+
+    For an existing subscriber, empty fields and interests=None leave what is stored; status and consent
+    are only set on creation (a re-subscribe goes through opt-in, not through this call)."""
     address = normalize_email(email)
     if is_suppressed(db, address):
         raise SubscriberError(f"{address} is on the suppression list; `newsletter suppressions remove` first")
     if status not in STATUSES:
         raise SubscriberError(f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
     country = normalize_country(country)
-    language = normalize_language(language) or default_language(country)
-    mask = Taxonomy.load(db).mask(interests)
+    given_language = normalize_language(language)
+    mask = Taxonomy.load(db).mask(interests or [])
     now = utc_iso(clock.now())
     consent = consent or Consent(source="manual")
     with transaction(db):
@@ -63,11 +66,15 @@ def add(db: sqlite_utils.Database, email: str, *, name: str = "", country: str =
             """INSERT INTO subscribers (email, name, country, language, interests, status, created_at, updated_at,
                    consent_at, consent_source, consent_ip, consent_user_agent, consent_wording)
                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-               ON CONFLICT(email) DO UPDATE SET name = excluded.name, country = excluded.country,
-                   language = excluded.language, interests = excluded.interests, updated_at = excluded.updated_at""",
-            [address, normalize_name(name), country, language, mask, status, now, now,
+               ON CONFLICT(email) DO UPDATE SET name = coalesce(nullif(excluded.name, ''), name),
+                   country = coalesce(nullif(excluded.country, ''), country),
+                   language = CASE WHEN ? THEN excluded.language ELSE language END,
+                   interests = CASE WHEN ? THEN excluded.interests ELSE interests END,
+                   updated_at = excluded.updated_at""",
+            [address, normalize_name(name), country, given_language or default_language(country), mask, status,
+             now, now,
              utc_iso(consent.at) if consent.at else now, consent.source, consent.ip, consent.user_agent,
-             consent.wording],
+             consent.wording, bool(given_language), interests is not None],
         )
     return get(db, address)
 
