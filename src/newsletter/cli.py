@@ -195,11 +195,12 @@ def subscribers_show(app, email):
 
 @subscribers_group.command("add")
 @click.argument("email")
-@click.option("--name", default="")
-@click.option("--country", default="")
-@click.option("--language", default="")
-@click.option("--interest", "interests", multiple=True, help="Repeat for several.")
-@click.option("--status", default="active", show_default=True)
+@click.option("--name", default="", help="Display name.")
+@click.option("--country", default="", help="ISO code or name in en/es/pt/fr, e.g. TT or 'Brasil'.")
+@click.option("--language", default="", help="en, es, pt or fr (default: from the country).")
+@click.option("--interest", "interests", multiple=True, help="An interest slug or label; repeat for several.")
+@click.option("--status", default="active", show_default=True, type=click.Choice(["active", "pending", "paused"]),
+              help="Status for a new subscriber.")
 @pass_app
 def subscribers_add(app, email, name, country, language, interests, status):
     """Add one subscriber (or update them if the address exists)."""
@@ -301,7 +302,8 @@ def suppressions_list(app, reason):
 
 @suppressions_group.command("add")
 @click.argument("email")
-@click.option("--reason", default="manual", show_default=True, type=click.Choice(suppressions.REASONS))
+@click.option("--reason", default="manual", show_default=True, type=click.Choice(suppressions.REASONS),
+              help="Why: manual, hard-bounce, complaint... (bounce and complaint reasons also mark the subscriber).")
 @click.option("--note", default="", help="Why, for the record.")
 @pass_app
 def suppressions_add(app, email, reason, note):
@@ -607,6 +609,41 @@ def scheduler_command(app, once, interval):
     run_forever(app.config, stop_event=stop, interval_seconds=interval)
 
 
+# --- web --------------------------------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--host", help="Address to bind (default from config: 127.0.0.1, this machine only).")
+@click.option("--port", type=int, help="Port (default from config: 8080).")
+@pass_app
+def serve_command(app, host, port):
+    """Run the web pages: preference centre, unsubscribe, subscribe and opt-in, archive, and the staff
+    preview at /preview (from localhost only, unless [web] preview_password is set)."""
+    from .web.app import serve
+
+    serve(app.config, host, port)
+
+
+@cli.group("unsubscribes")
+def unsubscribes_group():
+    """Unsubscribe requests that arrive by mail (the mailto in List-Unsubscribe)."""
+
+
+@unsubscribes_group.command("process")
+@click.option("--mailbox", required=True, help="Where the unsubscribe address's mail lands: maildir:///path, "
+              "imaps://user:pass@host/INBOX or pop3s://...")
+@pass_app
+def unsubscribes_process(app, mailbox):
+    """Unsubscribe everyone whose mail carries a valid signed token; others are left for a person to read."""
+    from .signing import Signer
+    from .unsubscribe_requests import process_unsubscribe_mailbox
+
+    summary = process_unsubscribe_mailbox(app.db, Signer(app.config.require_secret()), mailbox)
+    console.print(f"{summary.messages} messages: {summary.unsubscribed} unsubscribed, "
+                  f"{summary.already_unsubscribed} already were, {len(summary.left_alone)} without a valid token "
+                  "(left in the mailbox).")
+
+
 # --- returned mail -----------------------------------------------------------------------------------
 
 
@@ -639,7 +676,8 @@ def bounces_process(app, mailbox):
 @cli.command("demo")
 @click.option("--dir", "folder", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's database, config, rendered files and received mail.")
-@click.option("--campaign", "slug", default="2026-12-lac-digest", show_default=True)
+@click.option("--campaign", "slug", default="2026-12-lac-digest", show_default=True,
+              help="Which folder of campaigns/ to send.")
 def demo(folder, slug):
     """Import the sample subscribers, build the sample issue and send it to a local SMTP server that writes
     every message it receives into a Maildir. Nothing leaves this machine."""
