@@ -28,11 +28,13 @@ SEED_INTERESTS = [
 
 
 def _v1(db: sqlite_utils.Database) -> None:
+    # AUTOINCREMENT: ids are never reused after an erasure, so an old signed link or VERP address can
+    # never come to name someone else.
     _execute_all(
         db,
         """
         CREATE TABLE subscribers (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             email TEXT NOT NULL UNIQUE,
             name TEXT NOT NULL DEFAULT '',
             country TEXT NOT NULL DEFAULT '',
@@ -99,7 +101,7 @@ def _v1(db: sqlite_utils.Database) -> None:
             updated_at TEXT NOT NULL
         );
         CREATE TABLE deliveries (
-            id INTEGER PRIMARY KEY,
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             campaign TEXT NOT NULL,
             subscriber_id INTEGER NOT NULL,
             email TEXT NOT NULL,

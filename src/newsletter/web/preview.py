@@ -15,6 +15,7 @@ import hmac
 import secrets
 from dataclasses import dataclass, field, replace
 
+import jinja2
 from flask import Blueprint, Response, jsonify, request, url_for
 
 from .. import campaign_state
@@ -27,6 +28,7 @@ from ..render import IssueRenderer, RenderedVariant, greeting
 from ..segments import Segment, SegmentError, parse_segment, saved_segments
 from ..subscribers import get
 from ..transport import open_transport
+from .client import is_local_request
 from .issues import campaign_folder, content_version, find_campaign, missing_local_files, size_warning
 from .pages import PageError, render_page
 from .state import database, state
@@ -34,8 +36,6 @@ from .tokens import form_token, form_token_is_valid
 
 blueprint = Blueprint("preview", __name__, url_prefix="/preview")
 
-LOOPBACK = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
-PROXY_HEADERS = ("Forwarded", "X-Forwarded-For", "X-Real-IP")
 FORM_PURPOSE = "preview"
 SAMPLE_RECIPIENT = {"id": 0, "email": "subscriber@example.org", "name": "Ana"}
 FRAME_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; base-uri 'none'; "
@@ -44,7 +44,7 @@ FRAME_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsa
 
 @blueprint.before_request
 def staff_only() -> Response | None:
-    if request.remote_addr in LOOPBACK and not any(header in request.headers for header in PROXY_HEADERS):
+    if is_local_request():
         return None
     password = state().config.web.preview_password
     if not password:
@@ -127,11 +127,11 @@ def _page(slug: str, params, *, notice: str = "", status: int = 200) -> Response
     nonce = secrets.token_urlsafe(16)
     try:
         campaign = find_campaign(config, slug)
-    except CampaignError as error:
-        page = render_page("preview_broken.html", "en", slug=slug, error=str(error), nonce=nonce,
+        shown = _show(campaign, params)
+    except (CampaignError, jinja2.TemplateError) as error:  # mid-edit: say what is wrong, and keep watching
+        page = render_page("preview_broken.html", "en", slug=slug, error=_describe(error), nonce=nonce,
                            version=content_version(config, campaign_folder(config, slug)))
         return _with_script_policy(page, nonce)
-    shown = _show(campaign, params)
     head = shown.message.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
     page = render_page(
         "preview.html", "en", status=status, campaign=campaign, shown=shown, headers=head,
@@ -143,6 +143,14 @@ def _page(slug: str, params, *, notice: str = "", status: int = 200) -> Response
         form_token=form_token(state().signer, FORM_PURPOSE, state().clock), notice=notice,
     )
     return _with_script_policy(page, nonce)
+
+
+def _describe(error: Exception) -> str:
+    if isinstance(error, jinja2.TemplateSyntaxError):
+        return f"{error.filename or error.name}, line {error.lineno}: {error.message}"
+    if isinstance(error, jinja2.TemplateError):
+        return f"template error: {error}"
+    return str(error)
 
 
 def _with_script_policy(response: Response, nonce: str) -> Response:

@@ -21,7 +21,8 @@ from ..interests import Taxonomy
 from ..normalize import InvalidValue, normalize_country, normalize_email, normalize_name
 from ..signing import CONFIRM, PREFERENCES, BadToken
 from ..subscribers import Consent, SubscriberError, add, get, get_by_id, set_status, update_preferences
-from ..suppressions import is_suppressed
+from ..suppressions import email_hash, is_suppressed
+from .client import client_address
 from .confirmation import confirmation_message, send_confirmation
 from .countries import LANGUAGE_NAMES, country_choices
 from .pages import PageError, render_page, visitor_language
@@ -96,7 +97,7 @@ def submit() -> Response:
     entry = _read_form(Taxonomy.load(database()), lang)
     if entry.errors:
         return _form_page(lang, entry, status=400)
-    if not state().subscribe_throttle.allow(f"address:{entry.email}", f"ip:{request.remote_addr}"):
+    if not state().subscribe_throttle.allow(f"address:{entry.email}", f"ip:{client_address()}"):
         raise PageError(429, "too_many", lang)
     _start_confirmation(entry)
     return render_page("subscribe_done.html", lang)
@@ -110,15 +111,15 @@ def _start_confirmation(entry: Submission) -> None:
     wording = consent_wording(entry.language)
     subscriber = get(db, entry.email)
     if subscriber is None:
-        consent = Consent(source=FORM_SOURCE + " (not yet confirmed)", at=clock.now(), ip=request.remote_addr or "",
+        consent = Consent(source=FORM_SOURCE + " (not yet confirmed)", at=clock.now(), ip=client_address(),
                           user_agent=request.user_agent.string, wording=wording)
         try:
             subscriber = add(db, entry.email, name=entry.name, country=entry.country, language=entry.language,
                              interests=entry.interests, status="pending", consent=consent, clock=clock)
         except SubscriberError:  # suppressed since the check above
             return
-    choices = {"i": subscriber["id"], "n": entry.name, "c": entry.country, "l": entry.language,
-               "t": entry.interests, "w": wording}
+    choices = {"i": subscriber["id"], "h": _address_check(entry.email), "n": entry.name, "c": entry.country,
+               "l": entry.language, "t": entry.interests, "w": wording}
     token = sign_dated(state().signer, choices, CONFIRM, clock)
     confirm_url = f"{config.base_url.rstrip('/')}/confirm/{token}"
     data = confirmation_message(config, lang=entry.language, name=entry.name, address=entry.email,
@@ -142,9 +143,15 @@ def _confirmation(token: str) -> tuple[dict, dict]:
     if dated.age_seconds > CONFIRM_MAX_AGE:
         raise PageError(400, "expired_confirmation", lang)
     subscriber = get_by_id(database(), choices["i"])
-    if subscriber is None or is_suppressed(database(), subscriber["email"]):
+    if (subscriber is None or choices.get("h") != _address_check(subscriber["email"])
+            or is_suppressed(database(), subscriber["email"])):
         raise PageError(400, "expired_confirmation", lang)
     return choices, subscriber
+
+
+def _address_check(email: str) -> str:
+    """Binds a token to the address it was mailed to: a row id can be reused after a subscriber is erased."""
+    return email_hash(email)[:16]
 
 
 @blueprint.get("/confirm/<token>")
@@ -166,7 +173,7 @@ def confirm(token: str) -> Response:
     except (InvalidValue, SubscriberError):  # the taxonomy changed since the form was sent: keep what is stored
         pass
     consent = Consent(source=FORM_SOURCE + ", confirmed by the emailed link", at=clock.now(),
-                      ip=request.remote_addr or "", user_agent=request.user_agent.string,
+                      ip=client_address(), user_agent=request.user_agent.string,
                       wording=str(choices.get("w", "")))
     with transaction(db):
         set_status(db, subscriber["id"], "active", clock=clock)
