@@ -81,11 +81,18 @@ def test_a_token_for_an_erased_subscriber_is_not_found(site):
     assert answer.status == 404 and "Este enlace no funciona" in answer.text
 
 
-def test_a_confirmation_link_does_not_pass_to_whoever_gets_an_erased_subscribers_row_id(site):
+def test_an_erased_subscribers_id_is_never_given_to_a_newcomer(site):
     carla = site.add_subscriber("carla@example.org", language="es", status="pending")
-    token = sign_dated(site.signer, confirmation(site, carla["id"], "es"), CONFIRM, site.clock)
     erase(site.db, "carla@example.org", clock=site.clock)
     newcomer = site.add_subscriber("newcomer@example.org", status="pending")
-    assert newcomer["id"] == carla["id"]  # SQLite hands the freed id out again
+    assert newcomer["id"] > carla["id"]  # AUTOINCREMENT: old links can never name the newcomer
+
+
+def test_a_confirmation_link_is_bound_to_the_address_not_only_the_row_id(site):
+    carla = site.add_subscriber("carla@example.org", language="es", status="pending")
+    newcomer = site.add_subscriber("newcomer@example.org", status="pending")
+    # a genuinely signed token whose address hash is Carla's but whose row id is the newcomer's
+    token = sign_dated(site.signer, {**confirmation(site, carla["id"], "es"), "i": newcomer["id"]}, CONFIRM,
+                       site.clock)
     assert site.post(f"/confirm/{token}", {}).status == 400
     assert site.subscriber(newcomer["id"])["status"] == "pending"

@@ -262,7 +262,6 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
                 report.updated += 1
             updates.append((row.name, row.country, row.language, row.interests, row.status, row.status, now,
                             import_id, email))
-        inserts.sort()  # in key order the unique-address index is filled page by page, not at random
         conn.executemany(_INSERT, inserts)
         conn.executemany(_UPDATE, updates)
 
