@@ -37,28 +37,35 @@ def record_event(db: sqlite_utils.Database, *, kind: str, email: str, delivery_i
     )
     if kind == "hard":
         if delivery_id is not None:
-            db.execute("UPDATE deliveries SET status = 'bounced', updated_at = ? WHERE id = ?",
-                       [utc_iso(now), delivery_id])
+            db.execute("UPDATE deliveries SET status = 'bounced', last_enhanced = ?, last_text = ?, updated_at = ? "
+                       "WHERE id = ?", [code, diagnostic[:500], utc_iso(now), delivery_id])
         mark_bounced(db, email, "hard-bounce", f"{source}: {code} {diagnostic}"[:200], clock=clock)
         return "suppressed (hard bounce)"
     if kind == "complaint":
         mark_bounced(db, email, "complaint", f"{source}: {diagnostic}"[:200], clock=clock)
         return "unsubscribed (complaint)"
-    if kind == "soft" and _soft_count(db, email, settings, now) >= settings.soft_threshold:
+    if kind != "soft":
+        return None
+    count = _soft_count(db, subscriber_id, settings, now)
+    if count >= settings.soft_threshold:
         mark_bounced(db, email, "soft-bounce",
                      f"{settings.soft_threshold} soft bounces within {settings.soft_window_days} days", clock=clock)
         return "suppressed (repeated soft bounces)"
-    return None
+    return f"soft bounce {count} of {settings.soft_threshold} logged"
 
 
-def _soft_count(db: sqlite_utils.Database, email: str, settings: BounceSettings, now) -> int:
+def _soft_count(db: sqlite_utils.Database, subscriber_id: int, settings: BounceSettings, now) -> int:
+    """Soft bounces inside the window and after the last delivery that was not itself returned
+    (a relay's 250 marks a row 'sent' before the remote server bounces it)."""
     since = utc_iso(now - timedelta(days=settings.soft_window_days))
-    last_success = db.execute("SELECT max(sent_at) FROM deliveries WHERE email = ? AND status = 'sent'",
-                              [email]).fetchone()[0]
+    last_success = db.execute(
+        "SELECT max(sent_at) FROM deliveries d WHERE subscriber_id = ? AND status = 'sent' AND NOT EXISTS ("
+        "SELECT 1 FROM bounce_events e WHERE e.subscriber_id = d.subscriber_id AND e.delivery_id = d.id)",
+        [subscriber_id]).fetchone()[0]
     if last_success and last_success > since:
         since = last_success
-    return db.execute("SELECT count(*) FROM bounce_events WHERE email = ? AND kind = 'soft' AND created_at >= ?",
-                      [email, since]).fetchone()[0]
+    return db.execute("SELECT count(*) FROM bounce_events WHERE subscriber_id = ? AND kind = 'soft' "
+                      "AND created_at >= ?", [subscriber_id, since]).fetchone()[0]
 
 
 def record_smtp_bounce(db: sqlite_utils.Database, job: Job, reply: Reply, *, clock: Clock = SystemClock()) -> None:
@@ -75,17 +82,22 @@ class ProcessSummary:
     unmatched: int = 0
 
 
+def policy_kind(report: BounceReport) -> str:
+    """The kind the policy acts on: a full mailbox (5.2.2) is soft even when reported as permanent."""
+    return "soft" if report.kind == "hard" and report.status == "5.2.2" else report.kind
+
+
 def apply_report(db: sqlite_utils.Database, config: Config, report: BounceReport,
                  clock: Clock = SystemClock()) -> str | None:
     """Map a parsed returned message to its delivery (by VERP) and subscriber, then apply the policy."""
     if report.kind not in KINDS:
         return None
-    kind = "soft" if report.kind == "hard" and report.status == "5.2.2" else report.kind  # mailbox full
+    kind = policy_kind(report)
     row = None
     if report.delivery_id is not None:
         row = db.execute("SELECT id, subscriber_id, email FROM deliveries WHERE id = ?",
                          [report.delivery_id]).fetchone()
-    if row is None and report.recipients:
+    if row is None and report.recipients and not config.bounce_address:  # with VERP only a signed id counts
         row = db.execute("SELECT NULL, id, email FROM subscribers WHERE email = ?",
                          [report.recipients[0].lower()]).fetchone()
     if row is None:
@@ -107,7 +119,8 @@ def process_mailbox(db: sqlite_utils.Database, config: Config, mailbox_url: str 
     for _key, raw, done in iter_mailbox(url):
         summary.read += 1
         report = analyse(raw, bounce_address=config.bounce_address or config.sender_address, secret=secret)
-        summary.by_kind[report.kind] = summary.by_kind.get(report.kind, 0) + 1
+        kind = policy_kind(report)
+        summary.by_kind[kind] = summary.by_kind.get(kind, 0) + 1
         action = apply_report(db, config, report, clock)
         if report.kind in KINDS and action is None:
             summary.unmatched += 1

@@ -11,7 +11,8 @@ import click
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, \
     TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from . import csvexport, csvimport, segments, subscribers, suppressions
 from .config import CONFIG_ENV, Config, ConfigError, load_config, write_example_config
@@ -71,7 +72,7 @@ class FriendlyGroup(click.Group):
                 ValueError) as exc:
             if isinstance(exc, click.ClickException):
                 raise
-            err_console.print(f"[bold red]Error:[/] {exc}", highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
             ctx.exit(1)
 
 
@@ -294,7 +295,8 @@ def suppressions_group():
 @pass_app
 def suppressions_list(app, reason):
     """List suppressed addresses with their reason and date."""
-    table = Table("email", "reason", "source", "since")
+    table = Table(Column("email", no_wrap=True), Column("reason", no_wrap=True), "source",
+                  Column("since", no_wrap=True))
     for row in suppressions.list_suppressions(app.db, reason):
         table.add_row(row["email"], row["reason"], row["source"], row["created_at"])
     console.print(table)

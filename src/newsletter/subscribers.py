@@ -162,6 +162,8 @@ def mark_bounced(db: sqlite_utils.Database, email: str, reason: str, source: str
     """Suppress an address and set the subscriber's status, in one place for every bounce path."""
     status = {"complaint": "complained"}.get(reason, "bounced")
     with transaction(db):
+        if is_suppressed(db, email):  # the first cause stays the record; later events are in bounce_events
+            return
         db.execute("UPDATE subscribers SET status = ?, updated_at = ? WHERE email = ?",
                    [status, utc_iso(clock.now()), email])
         suppress(db, email, reason, source, clock=clock)
