@@ -51,7 +51,6 @@ def _v1(db: sqlite_utils.Database) -> None:
             consent_wording TEXT,
             import_id INTEGER
         );
-        CREATE INDEX subscribers_segment ON subscribers (status, country, language, interests);
         CREATE TABLE imports (
             id INTEGER PRIMARY KEY,
             file TEXT NOT NULL,
@@ -166,6 +165,14 @@ def _v2(db: sqlite_utils.Database) -> None:
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2]
 
 
+SEGMENT_INDEX = "CREATE INDEX IF NOT EXISTS subscribers_segment ON subscribers (status, country, language, interests)"
+
+
+def ensure_indexes(db: sqlite_utils.Database) -> None:
+    """Indexes a bulk import drops while it fills an empty table; made again here if it died meanwhile."""
+    db.conn.execute(SEGMENT_INDEX)
+
+
 def schema_version(db: sqlite_utils.Database) -> int:
     return db.execute("PRAGMA user_version").fetchone()[0]
 
@@ -194,6 +201,7 @@ def connect(path: str | Path, *, migrate_schema: bool = True) -> sqlite_utils.Da
     db = sqlite_utils.Database(conn)
     if migrate_schema:
         migrate(db)
+        ensure_indexes(db)
     return db
 
 
