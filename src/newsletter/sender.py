@@ -135,6 +135,7 @@ class CampaignSender:
         self.clock = clock
         self.stop = stop or threading.Event()  # the caller's: Ctrl-C, a scheduler shutting down
         self._halt = threading.Event()  # ours: a thread failed; never set on the caller's event
+        self._last_renewal = 0.0
         self.progress = progress
         self.connections = max(1, connections or config.sending.connections)
         self.transport_url = transport_url or campaign.transport or config.smtp_url
@@ -186,8 +187,13 @@ class CampaignSender:
                 try:
                     if job is None:
                         return
-                    if self._stopping():
+                    state = campaign_state.get(db, self.campaign.slug)["state"]
+                    if self._stopping() or state == "paused":
                         deliveries.release(db, [job.id])
+                        continue
+                    if state == "cancelled":
+                        deliveries.record(db, job, "skipped", now=self.clock.now(), text="campaign cancelled",
+                                          count_attempt=False)
                         continue
                     status = self.process(db, transport, job)
                     if status == "sent":
@@ -241,25 +247,27 @@ class CampaignSender:
         slug = self.campaign.slug
         if self._errors:
             raise self._errors[0]
-        if reason is None and deliveries.unfinished(self.db, slug) == 0:
-            campaign_state.set_state(self.db, slug, "sent", clock=self.clock,
-                                     finished_at=utc_iso(self.clock.now()))
+        if reason is None:
+            state = campaign_state.get(self.db, slug)["state"]
+            if state in ("paused", "cancelled"):  # said while the last results were coming in
+                reason = state
+            elif deliveries.unfinished(self.db, slug) == 0:
+                campaign_state.set_state(self.db, slug, "sent", clock=self.clock,
+                                         finished_at=utc_iso(self.clock.now()))
         return self._summary(started, reason)
 
     def _dispatch(self, wait_for_retries: bool) -> str | None:
         """Claim due rows in batches and feed them to the threads until none are left or we must stop."""
         slug = self.campaign.slug
-        last_renewal = self.clock.monotonic()
+        self._last_renewal = self.clock.monotonic()
         while True:
             if self._stopping():
                 return "interrupted"
             state = campaign_state.get(self.db, slug)["state"]
             if state in ("paused", "cancelled"):
                 return state
-            if self.clock.monotonic() - last_renewal > campaign_state.LEASE_SECONDS / 3:
-                if not campaign_state.acquire_lease(self.db, slug, self.owner, self.clock):
-                    return "locked"
-                last_renewal = self.clock.monotonic()
+            if not self._keep_lease():
+                return "locked"
             jobs = deliveries.claim(self.db, slug, self.clock.now(), self.config.sending.batch_size)
             if not jobs:
                 self._jobs.join()  # results of the last batch may have deferred rows that are due now
@@ -274,6 +282,9 @@ class CampaignSender:
                 continue
             for job in jobs:
                 while True:
+                    if not self._keep_lease():  # another process holds the rows now: neither send nor release
+                        self._halt.set()
+                        return "locked"
                     try:
                         self._jobs.put(job, timeout=0.5)
                         break
@@ -283,6 +294,15 @@ class CampaignSender:
                 if self._stopping():
                     deliveries.release(self.db, [j.id for j in jobs])
                     return "interrupted"
+
+    def _keep_lease(self) -> bool:
+        """Renew the lease well before it runs out, also while a long batch is being handed out."""
+        if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
+            return True
+        if not campaign_state.acquire_lease(self.db, self.campaign.slug, self.owner, self.clock):
+            return False
+        self._last_renewal = self.clock.monotonic()
+        return True
 
     def _summary(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug

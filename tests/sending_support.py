@@ -1,0 +1,78 @@
+"""What the sending tests share: a real config for the sample campaign, subscribers, and the delivery log.
+
+The config points at the repository's own campaign and templates, so every test sends the real issue.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlite_utils
+
+from newsletter import subscribers
+from newsletter.clock import Clock, FakeClock
+from newsletter.config import Config, load_config
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+CAMPAIGNS_DIR = REPOSITORY / "campaigns"
+TEMPLATES_DIR = REPOSITORY / "templates"
+SLUG = "2026-12-lac-digest"
+SECRET = "sending-tests-secret"
+BOUNCE_ADDRESS = "bounces@lac.example.org"
+COUNTRIES = ("TT", "BB", "BR", "MX", "HT")  # English, English, Portuguese, Spanish, French variants
+
+ROW_FIELDS = ("status", "attempts", "last_code", "last_enhanced", "last_text")
+
+
+def write_config(folder: Path, smtp_url: str, **sending: object) -> Config:
+    """Write newsletter.toml in `folder` (database beside it) and load it as the CLI would."""
+    lines = [
+        "[newsletter]",
+        'database = "newsletter.db"',
+        f'campaigns_dir = "{CAMPAIGNS_DIR}"',
+        f'templates_dir = "{TEMPLATES_DIR}"',
+        f'smtp_url = "{smtp_url}"',
+        f'secret_key = "{SECRET}"',
+        f'bounce_address = "{BOUNCE_ADDRESS}"',
+        'unsubscribe_mailto = "unsubscribe@lac.example.org"',
+        'base_url = "https://news.lac.example.org"',
+        "",
+        "[sending]",
+        'starttls = "never"',
+    ]
+    lines += [f"{name} = {_toml(value)}" for name, value in sending.items()]
+    path = folder / "newsletter.toml"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return load_config(path, environ={})
+
+
+def _toml(value: object) -> str:
+    return f'"{value}"' if isinstance(value, str) else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def reader(number: int) -> str:
+    return f"reader{number:04d}@example.org"
+
+
+def add_subscribers(db: sqlite_utils.Database, count: int, *, clock: Clock | None = None) -> list[str]:
+    """`count` active subscribers spread over the campaign's languages; returns their addresses in id order."""
+    clock = clock or FakeClock()
+    addresses = [reader(number) for number in range(1, count + 1)]
+    for number, address in enumerate(addresses):
+        subscribers.add(db, address, name=f"Reader {number + 1}", country=COUNTRIES[number % len(COUNTRIES)],
+                        clock=clock)
+    return addresses
+
+
+def delivery_rows(db: sqlite_utils.Database, slug: str = SLUG) -> dict[str, dict]:
+    """Every delivery of the campaign by address, with all its columns."""
+    return {row["email"]: row for row in db.query("SELECT * FROM deliveries WHERE campaign = ? ORDER BY id", [slug])}
+
+
+def row_state(row: dict) -> tuple:
+    """The outcome columns of one delivery row, in ROW_FIELDS order."""
+    return tuple(row[name] for name in ROW_FIELDS)
+
+
+def status_counts(db: sqlite_utils.Database, slug: str = SLUG) -> dict[str, int]:
+    return dict(db.execute("SELECT status, count(*) FROM deliveries WHERE campaign = ? GROUP BY status", [slug]))

@@ -1,0 +1,105 @@
+"""The rate limiter on a fake clock: even spacing, a rolling hour, and the pause that grows while the relay
+keeps pushing back; then the whole engine held to its rate through a real SMTP server."""
+
+from __future__ import annotations
+
+import pytest
+from sending_support import SLUG, add_subscribers, status_counts, write_config
+from smtp_servers import FaultServer
+
+from newsletter.clock import FakeClock
+from newsletter.db import connect
+from newsletter.ratelimit import RateLimiter
+from newsletter.sender import send_campaign
+
+
+def test_per_second_spacing_holds_over_a_hundred_acquires():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_second=20)
+    moments = []
+    for _ in range(100):
+        limiter.acquire()
+        moments.append(clock.monotonic())
+    assert moments[0] == 0.0
+    assert clock.monotonic() == pytest.approx(99 / 20)
+    assert all(later - earlier == pytest.approx(1 / 20) for earlier, later in zip(moments, moments[1:]))
+
+
+def test_without_limits_acquire_never_waits():
+    clock = FakeClock()
+    limiter = RateLimiter(clock)
+    for _ in range(1000):
+        limiter.acquire()
+    assert clock.monotonic() == 0.0
+
+
+def test_per_hour_lets_a_burst_through_then_waits_for_the_oldest_to_leave_the_window():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_hour=3)
+    moments = []
+    for _ in range(7):
+        limiter.acquire()
+        moments.append(clock.monotonic())
+    assert moments == [0.0, 0.0, 0.0, 3600.0, 3600.0, 3600.0, 7200.0]
+
+
+def test_per_hour_window_rolls_rather_than_resetting_on_the_hour():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_hour=2)
+    limiter.acquire()
+    clock.advance(1800)
+    limiter.acquire()
+    limiter.acquire()  # the first one leaves the window at 3600
+    assert clock.monotonic() == 3600.0
+    limiter.acquire()  # and the second at 1800 + 3600
+    assert clock.monotonic() == 5400.0
+
+
+def test_slow_down_pauses_every_sender_doubling_each_time_up_to_the_cap():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_second=100, backoff_start=5, backoff_max=30)
+    assert [limiter.slow_down() for _ in range(5)] == [5, 10, 20, 30, 30]
+    limiter.acquire()
+    assert clock.monotonic() == 30.0
+
+
+def test_a_message_that_gets_through_resets_the_pause_to_its_start():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, backoff_start=5, backoff_max=600)
+    assert limiter.slow_down() == 5
+    limiter.acquire()
+    assert clock.monotonic() == 5.0
+    assert limiter.slow_down() == 10
+    limiter.acquire()
+    assert clock.monotonic() == 15.0
+    limiter.succeeded()
+    assert limiter.slow_down() == 5
+    limiter.acquire()
+    assert clock.monotonic() == 20.0
+
+
+def test_the_engine_keeps_to_rate_per_second_50_over_200_messages_on_one_connection(tmp_path):
+    clock = FakeClock()
+    with FaultServer() as server:
+        config = write_config(tmp_path, server.url(), connections=1, rate_per_second=50)
+        db = connect(config.database)
+        add_subscribers(db, 200)
+        started = clock.monotonic()
+        summary = send_campaign(config, SLUG, clock=clock)
+    assert summary.finished and summary.sent_now == 200 and len(server.accepted) == 200
+    assert clock.monotonic() - started == pytest.approx(199 / 50, abs=0.01)
+
+
+def test_a_relay_rate_limit_slows_the_engine_down_and_every_message_still_arrives_once(tmp_path):
+    clock = FakeClock()
+    with FaultServer() as server:
+        server.rate_limit(times=3)
+        config = write_config(tmp_path, server.url(), connections=1, retry_base_seconds=60)
+        db = connect(config.database)
+        addresses = add_subscribers(db, 10)
+        summary = send_campaign(config, SLUG, clock=clock, wait_for_retries=True)
+        assert sorted(rcpt for message in server.accepted for rcpt in message.rcpt_tos) == addresses
+    assert summary.finished and status_counts(db) == {"sent": 10}
+    retried = db.execute("SELECT count(*) FROM deliveries WHERE attempts = 2 AND last_code = 250").fetchone()[0]
+    assert retried == 3
+    assert clock.monotonic() >= 5 + 10 + 20  # three push-backs in a row: 5 s, then 10 s, then 20 s
