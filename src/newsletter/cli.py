@@ -434,7 +434,8 @@ def campaign_list(app):
     """List campaigns with their state, next send time and delivery counts."""
     from .scheduler import campaign_overview
 
-    table = Table("campaign", "title", "state", "next send", "sent", "pending", "failed/bounced", "note")
+    table = Table(Column("campaign", no_wrap=True), "title", "state", Column("next send", no_wrap=True), "sent",
+                  "pending", "failed/bounced", "note")
     for entry in campaign_overview(app.config, app.db):
         counts = entry["counts"]
         table.add_row(entry["slug"], entry["title"], entry["state"],
@@ -527,7 +528,8 @@ def send(app, slug, test_addresses, wait, connections, transport_url):
 
 
 def print_send_summary(summary) -> None:
-    table = Table(title=f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s")
+    console.print(f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s", highlight=False)
+    table = Table()
     table.add_column("status")
     table.add_column("deliveries", justify="right")
     for status, count in summary.counts.items():
