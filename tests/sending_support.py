@@ -24,12 +24,16 @@ COUNTRIES = ("TT", "BB", "BR", "MX", "HT")  # English, English, Portuguese, Span
 ROW_FIELDS = ("status", "attempts", "last_code", "last_enhanced", "last_text")
 
 
-def write_config(folder: Path, smtp_url: str, **sending: object) -> Config:
-    """Write newsletter.toml in `folder` (database beside it) and load it as the CLI would."""
+def write_config(folder: Path, smtp_url: str, *, campaigns_dir: Path = CAMPAIGNS_DIR,
+                 bounces: dict[str, object] | None = None, **sending: object) -> Config:
+    """Write newsletter.toml in `folder` (database beside it) and load it as the CLI would.
+
+    `sending` adds [sending] settings; `bounces`, when given, is written as the [bounces] table.
+    """
     lines = [
         "[newsletter]",
         'database = "newsletter.db"',
-        f'campaigns_dir = "{CAMPAIGNS_DIR}"',
+        f'campaigns_dir = "{campaigns_dir}"',
         f'templates_dir = "{TEMPLATES_DIR}"',
         f'smtp_url = "{smtp_url}"',
         f'secret_key = "{SECRET}"',
@@ -41,6 +45,8 @@ def write_config(folder: Path, smtp_url: str, **sending: object) -> Config:
         'starttls = "never"',
     ]
     lines += [f"{name} = {_toml(value)}" for name, value in sending.items()]
+    if bounces is not None:
+        lines += ["", "[bounces]", *(f"{name} = {_toml(value)}" for name, value in bounces.items())]
     path = folder / "newsletter.toml"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return load_config(path, environ={})

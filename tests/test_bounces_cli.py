@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from bounce_support import HOUR, Newsroom, delivery, make_maildir, returned_message, suppression_rows
 from sending_support import SLUG
-from smtp_servers import FaultServer
-from test_bounce_policy import HOUR, Newsroom, delivery, make_maildir, returned_message, suppression_rows
 
 from newsletter import subscribers
 from newsletter.cli import cli
@@ -43,20 +42,19 @@ def table_rows(output: str) -> list[list[str]]:
 
 
 @pytest.fixture
-def project(tmp_path):
+def project(tmp_path, smtp):
     """The campaign sent to five subscribers; one returned message each waits in a Maildir that is NOT the
     one in the config, so the commands must use --mailbox."""
-    with FaultServer() as server:
-        room = Newsroom(tmp_path, server)
-        room.subscribe(*RETURNED)
-        room.send()
-        room.later(HOUR)
-        elsewhere = make_maildir(tmp_path / "elsewhere")
-        for number, (email, name) in enumerate(RETURNED.items()):
-            verp = delivery(room.db, room.config, email).verp
-            (elsewhere / "new" / f"{number}.{name}").write_bytes(returned_message(name, verp=verp, recipient=email))
-        yield room, elsewhere
-        room.db.conn.close()
+    room = Newsroom(tmp_path, smtp)
+    room.subscribe(*RETURNED)
+    room.send()
+    room.later(HOUR)
+    elsewhere = make_maildir(tmp_path / "elsewhere")
+    for number, (email, name) in enumerate(RETURNED.items()):
+        verp = delivery(room.db, room.config, email).verp
+        (elsewhere / "new" / f"{number}.{name}").write_bytes(returned_message(name, verp=verp, recipient=email))
+    yield room, elsewhere
+    room.db.conn.close()
 
 
 def test_bounces_process_reads_the_mailbox_given_and_prints_messages_per_kind_and_the_actions(project):

@@ -40,15 +40,8 @@ def browser():
 
 
 @pytest.fixture
-def smtp():
-    with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
-def site(tmp_path, smtp):
-    with LiveSite.start(tmp_path, smtp_url=smtp.url()) as site:
-        yield site
+def site_settings(smtp):
+    return {"smtp_url": smtp.url()}
 
 
 @pytest.fixture

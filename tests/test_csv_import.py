@@ -48,16 +48,6 @@ def write_csv(path: Path, header: list[str], rows: Iterable[list[str]]) -> Path:
 
 
 @pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "newsletter.db"
-
-
-@pytest.fixture
-def db(db_path: Path):
-    return connect(db_path)
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock(START)
 

@@ -49,13 +49,7 @@ def utc(*parts: int) -> datetime:
 
 
 @pytest.fixture
-def server():
-    with FaultServer() as running:
-        yield running
-
-
-@pytest.fixture
-def config(tmp_path, server):
+def config(tmp_path, smtp):
     (tmp_path / "articles").mkdir()
     (tmp_path / "campaigns").mkdir()
     (tmp_path / "newsletter.toml").write_text(f"""
@@ -64,7 +58,7 @@ database = "newsletter.db"
 campaigns_dir = "campaigns"
 templates_dir = "{REPO / 'templates'}"
 timezone = "America/Port_of_Spain"
-smtp_url = "{server.url()}"
+smtp_url = "{smtp.url()}"
 secret_key = "scheduler-test-secret"
 log_file = "logs/scheduler.log"
 
@@ -99,10 +93,10 @@ def write_campaign(config, slug: str, title: str = "Special issue", send_at: str
     return folder
 
 
-def received(server: FaultServer) -> Counter:
+def received(smtp: FaultServer) -> Counter:
     """How many messages each (campaign, recipient) got, read from the Message-IDs the sender writes."""
     tally: Counter = Counter()
-    for message in server.accepted:
+    for message in smtp.accepted:
         slug = email.message_from_bytes(message.data)["Message-ID"].strip("<>").partition("@")[0].rsplit(".", 2)[0]
         for rcpt in message.rcpt_tos:
             tally[slug, rcpt] += 1
@@ -133,7 +127,7 @@ def campaign_row(config, slug: str) -> dict:
 # Digests
 
 
-def test_a_due_digest_is_built_scheduled_and_sent_to_every_subscriber_once(config, server):
+def test_a_due_digest_is_built_scheduled_and_sent_to_every_subscriber_once(config, smtp):
     write_article(config, "peering.md", "2026-11-20")
     clock = FakeClock(utc(2026, 12, 1, 13, 5))
 
@@ -141,12 +135,12 @@ def test_a_due_digest_is_built_scheduled_and_sent_to_every_subscriber_once(confi
 
     assert [(result.subject, result.outcome) for result in results] == [
         ("digest-2026-12", "digest scheduled to send now"), ("digest-2026-12", "sent")]
-    assert received(server) == everyone_once("digest-2026-12")
+    assert received(smtp) == everyone_once("digest-2026-12")
     assert campaign_row(config, "digest-2026-12")["state"] == "sent"
     assert run_pass(config, clock=clock) == []  # the next tick finds nothing to do
 
 
-def test_a_run_missed_during_three_months_of_downtime_is_sent_once_as_the_latest_digest(config, server):
+def test_a_run_missed_during_three_months_of_downtime_is_sent_once_as_the_latest_digest(config, smtp):
     write_article(config, "august.md", "2026-08-20")
     clock = FakeClock(utc(2026, 9, 1, 13, 1))
     run_pass(config, clock=clock)
@@ -164,10 +158,10 @@ def test_a_run_missed_during_three_months_of_downtime_is_sent_once_as_the_latest
     assert sorted(path.name for path in config.campaigns_dir.iterdir()) == ["digest-2026-09", "digest-2026-12"]
     catch_up = load_campaign(config.campaigns_dir / "digest-2026-12", config.tz)
     assert {article.source.name for article in catch_up.articles} == {"september.md", "october.md", "november.md"}
-    assert received(server) == everyone_once("digest-2026-09") + everyone_once("digest-2026-12")
+    assert received(smtp) == everyone_once("digest-2026-09") + everyone_once("digest-2026-12")
 
 
-def test_a_digest_with_no_new_articles_is_skipped_and_the_reason_recorded(config, server):
+def test_a_digest_with_no_new_articles_is_skipped_and_the_reason_recorded(config, smtp):
     write_article(config, "old.md", "2026-10-15")
     clock = FakeClock(utc(2026, 12, 1, 14, 0))
 
@@ -178,11 +172,11 @@ def test_a_digest_with_no_new_articles_is_skipped_and_the_reason_recorded(config
     [run] = digest_runs(config)
     assert (run["slug"], run["outcome"]) == (None, "skipped: no new articles since 2026-11-01")
     assert "up to 2026-12-01" in run["detail"]
-    assert server.accepted == [] and not (config.campaigns_dir / "digest-2026-12").exists()
+    assert smtp.accepted == [] and not (config.campaigns_dir / "digest-2026-12").exists()
     assert run_pass(config, clock=clock) == []  # decided once; not retried every tick
 
 
-def test_a_failed_digest_build_is_recorded_and_retried_at_the_next_pass(config, server):
+def test_a_failed_digest_build_is_recorded_and_retried_at_the_next_pass(config, smtp):
     (config.digest.articles_dir / "undated.md").write_text("---\ntitle: No date\n---\n\nText.\n", encoding="utf-8")
     clock = FakeClock(utc(2026, 12, 1, 14, 0))
 
@@ -194,14 +188,14 @@ def test_a_failed_digest_build_is_recorded_and_retried_at_the_next_pass(config, 
     results = run_pass(config, clock=clock)
 
     assert [result.outcome for result in results] == ["digest scheduled to send now", "sent"]
-    assert received(server) == everyone_once("digest-2026-12")
+    assert received(smtp) == everyone_once("digest-2026-12")
 
 
 # ---------------------------------------------------------------------------------------------------
 # Campaigns
 
 
-def test_a_campaign_whose_folder_broke_is_recorded_as_failed_and_the_next_campaign_still_goes_out(config, server):
+def test_a_campaign_whose_folder_broke_is_recorded_as_failed_and_the_next_campaign_still_goes_out(config, smtp):
     config.digest.rules = []
     clock = FakeClock(utc(2026, 11, 10, 12, 0))
     db = connect(config.database)
@@ -217,10 +211,10 @@ def test_a_campaign_whose_folder_broke_is_recorded_as_failed_and_the_next_campai
         ("2026-11-broken", "failed", True), ("2026-11-fine", "sent", False)]
     assert "campaign.toml: not valid TOML" in campaign_row(config, "2026-11-broken")["last_error"]
     assert campaign_row(config, "2026-11-broken")["state"] == "scheduled"  # tried again next pass
-    assert received(server) == everyone_once("2026-11-fine")
+    assert received(smtp) == everyone_once("2026-11-fine")
 
 
-def test_a_campaign_left_sending_by_a_dead_scheduler_is_finished_by_the_next_pass_without_repeats(config, server):
+def test_a_campaign_left_sending_by_a_dead_scheduler_is_finished_by_the_next_pass_without_repeats(config, smtp):
     config.digest.rules = []
     clock = FakeClock(utc(2026, 11, 10, 12, 0))
     write_campaign(config, "2026-11-interrupted")
@@ -240,10 +234,10 @@ def test_a_campaign_left_sending_by_a_dead_scheduler_is_finished_by_the_next_pas
     already_sent = {row[0] for row in db.execute("SELECT email FROM deliveries WHERE id IN (?, ?, ?, ?, ?)",
                                                  first_rows)}
     expected = Counter({("2026-11-interrupted", address): 1 for address, _ in PEOPLE if address not in already_sent})
-    assert received(server) == expected
+    assert received(smtp) == expected
 
 
-def test_a_campaign_folder_with_send_at_is_registered_and_sent_when_due(config, server):
+def test_a_campaign_folder_with_send_at_is_registered_and_sent_when_due(config, smtp):
     config.digest.rules = []
     write_campaign(config, "2026-11-announcement", send_at="2026-11-10 09:00")
     write_campaign(config, "2026-11-draft")  # no send_at: left alone
@@ -257,10 +251,10 @@ def test_a_campaign_folder_with_send_at_is_registered_and_sent_when_due(config, 
 
     assert [(result.subject, result.outcome) for result in results] == [("2026-11-announcement", "sent")]
     assert campaign_row(config, "2026-11-draft") is None
-    assert received(server) == everyone_once("2026-11-announcement")
+    assert received(smtp) == everyone_once("2026-11-announcement")
 
 
-def test_a_new_folder_whose_send_at_passed_long_ago_becomes_a_draft_instead_of_going_out(config, server):
+def test_a_new_folder_whose_send_at_passed_long_ago_becomes_a_draft_instead_of_going_out(config, smtp):
     config.digest.rules = []
     write_campaign(config, "2025-01-archive", send_at="2025-01-15 09:00")
     clock = FakeClock(utc(2026, 11, 10, 12, 0))
@@ -271,10 +265,10 @@ def test_a_new_folder_whose_send_at_passed_long_ago_becomes_a_draft_instead_of_g
     row = campaign_row(config, "2025-01-archive")
     assert (row["state"], row["send_at"]) == ("draft", None)
     assert "send_at 2025-01-15 09:00 AST had long passed" in row["last_error"]
-    assert run_pass(config, clock=clock) == [] and server.accepted == []
+    assert run_pass(config, clock=clock) == [] and smtp.accepted == []
 
 
-def test_two_scheduler_processes_on_one_database_send_each_campaign_once(config, server):
+def test_two_scheduler_processes_on_one_database_send_each_campaign_once(config, smtp):
     write_article(config, "peering.md", "2026-11-20")
     clock = FakeClock(utc(2026, 11, 30, 12, 0))
     db = connect(config.database)
@@ -293,7 +287,7 @@ def test_two_scheduler_processes_on_one_database_send_each_campaign_once(config,
     assert not [result for result in results if result["failed"]]
     built = [result for result in results if result["outcome"] == "digest scheduled to send now"]
     assert len(built) == 1 and len(digest_runs(config)) == 1
-    assert received(server) == (everyone_once("2026-11-alpha") + everyone_once("2026-11-beta")
+    assert received(smtp) == (everyone_once("2026-11-alpha") + everyone_once("2026-11-beta")
                                 + everyone_once("digest-2026-12"))
     for slug in ("2026-11-alpha", "2026-11-beta", "digest-2026-12"):
         assert campaign_row(config, slug)["state"] == "sent"
@@ -315,7 +309,7 @@ class StopAfterFirstSleep(FakeClock):
         self.stop_event.set()
 
 
-def test_run_forever_passes_at_start_logs_time_campaign_and_outcome_and_stops_on_the_event(config, server):
+def test_run_forever_passes_at_start_logs_time_campaign_and_outcome_and_stops_on_the_event(config, smtp):
     write_article(config, "peering.md", "2026-11-20")
     stop_event = threading.Event()
     stdout = io.StringIO()
@@ -333,10 +327,10 @@ def test_run_forever_passes_at_start_logs_time_campaign_and_outcome_and_stops_on
     lines = [line for line in logged.splitlines() if "digest-2026-12: sent" in line]
     assert len(lines) == 1 and lines[0][:20].endswith("Z") and lines[0][4] == "-"
     assert logged.splitlines()[-1].endswith("scheduler stopped")
-    assert received(server) == everyone_once("digest-2026-12")
+    assert received(smtp) == everyone_once("digest-2026-12")
 
 
-def test_a_mistyped_rule_stops_run_forever_before_anything_is_sent(config, server):
+def test_a_mistyped_rule_stops_run_forever_before_anything_is_sent(config, smtp):
     config.digest.rules = ["every second blue moon"]
     with pytest.raises(ValueError, match="cannot read the rule 'every second blue moon'"):
         run_forever(config, clock=FakeClock(), stop_event=threading.Event())
@@ -375,7 +369,7 @@ def test_scheduling_in_the_past_is_refused(config):
         schedule_campaign(config, db, "2026-11-late", parse_local_time("2026-11-10 07:00", config.tz), clock=clock)
 
 
-def test_campaign_overview_lists_states_local_send_times_counts_and_unrecorded_folders(config, server):
+def test_campaign_overview_lists_states_local_send_times_counts_and_unrecorded_folders(config, smtp):
     config.digest.rules = []
     clock = FakeClock(utc(2026, 11, 10, 12, 0))
     db = connect(config.database)

@@ -25,22 +25,16 @@ from newsletter.verp import parse_verp
 
 
 @pytest.fixture
-def server():
-    with FaultServer() as running:
-        yield running
-
-
-@pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
-def make_config(tmp_path: Path, server: FaultServer, **sending) -> Config:
-    return write_config(tmp_path, server.url(), **sending)
+def make_config(tmp_path: Path, smtp: FaultServer, **sending) -> Config:
+    return write_config(tmp_path, smtp.url(), **sending)
 
 
-def messages_per_address(server: FaultServer) -> Counter:
-    return Counter(rcpt for message in server.accepted for rcpt in message.rcpt_tos)
+def messages_per_address(smtp: FaultServer) -> Counter:
+    return Counter(rcpt for message in smtp.accepted for rcpt in message.rcpt_tos)
 
 
 def after(count: int, action):
@@ -58,8 +52,8 @@ def after(count: int, action):
     return progress
 
 
-def test_queuing_twice_adds_nothing_and_a_second_send_sends_nothing(tmp_path, server, clock):
-    config = make_config(tmp_path, server)
+def test_queuing_twice_adds_nothing_and_a_second_send_sends_nothing(tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp)
     db = connect(config.database)
     addresses = add_subscribers(db, 15)
     prepare_campaign(config, db, SLUG, clock)
@@ -72,12 +66,12 @@ def test_queuing_twice_adds_nothing_and_a_second_send_sends_nothing(tmp_path, se
 
     assert (first.sent_now, second.sent_now) == (15, 0)
     assert second.finished and second.stopped_reason is None
-    assert messages_per_address(server) == Counter({address: 1 for address in addresses})
+    assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
 
 
-def test_a_subscriber_who_unsubscribes_after_queuing_is_skipped_at_send_time_and_gets_nothing(tmp_path, server,
+def test_a_subscriber_who_unsubscribes_after_queuing_is_skipped_at_send_time_and_gets_nothing(tmp_path, smtp,
                                                                                               clock):
-    config = make_config(tmp_path, server)
+    config = make_config(tmp_path, smtp)
     db = connect(config.database)
     addresses = add_subscribers(db, 6)
     prepare_campaign(config, db, SLUG, clock)
@@ -89,12 +83,12 @@ def test_a_subscriber_who_unsubscribes_after_queuing_is_skipped_at_send_time_and
     row = delivery_rows(db)[leaver["email"]]
     assert (row["status"], row["attempts"], row["last_text"]) == (
         "skipped", 0, "not active or suppressed at send time")
-    assert server.accepted_for(leaver["email"]) == []
+    assert smtp.accepted_for(leaver["email"]) == []
     assert summary.counts["sent"] == 5 and summary.finished
 
 
-def test_an_unsubscribe_during_the_run_is_honoured_for_a_row_already_claimed(tmp_path, server, clock):
-    config = make_config(tmp_path, server, connections=1)
+def test_an_unsubscribe_during_the_run_is_honoured_for_a_row_already_claimed(tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp, connections=1)
     db = connect(config.database)
     addresses = add_subscribers(db, 30)
     last = subscribers.get(db, addresses[-1])
@@ -103,13 +97,13 @@ def test_an_unsubscribe_during_the_run_is_honoured_for_a_row_already_claimed(tmp
         3, lambda: subscribers.unsubscribe(connect(config.database), last["id"], clock=clock)))
 
     assert delivery_rows(db)[last["email"]]["status"] == "skipped"
-    assert server.accepted_for(last["email"]) == []
+    assert smtp.accepted_for(last["email"]) == []
     assert summary.counts["sent"] == 29 and summary.finished
 
 
 def test_pause_from_another_connection_stops_the_run_and_resume_finishes_with_everyone_exactly_once(
-        tmp_path, server, clock):
-    config = make_config(tmp_path, server, connections=2, batch_size=4)
+        tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp, connections=2, batch_size=4)
     db = connect(config.database)
     addresses = add_subscribers(db, 60)
     pause = after(5, lambda: campaign_state.pause(connect(config.database), SLUG, clock))
@@ -121,40 +115,40 @@ def test_pause_from_another_connection_stops_the_run_and_resume_finishes_with_ev
     assert "sending" not in counts and counts["queued"] > 0
     assert campaign_state.get(db, SLUG)["state"] == "paused"
     assert send_campaign(config, SLUG, clock=clock).stopped_reason == "paused"  # stays paused until resumed
-    assert counts["sent"] == len(server.accepted)
+    assert counts["sent"] == len(smtp.accepted)
 
     campaign_state.resume(db, SLUG, clock)
     finished = send_campaign(config, SLUG, clock=clock)
 
     assert finished.finished and finished.stopped_reason is None
     assert status_counts(db) == {"sent": 60}
-    assert messages_per_address(server) == Counter({address: 1 for address in addresses})
+    assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
     assert campaign_state.get(db, SLUG)["state"] == "sent"
 
 
 @pytest.mark.parametrize("control", ["pause", "cancel"])
-def test_pause_and_cancel_take_effect_within_the_messages_already_on_their_way(tmp_path, server, clock, control):
+def test_pause_and_cancel_take_effect_within_the_messages_already_on_their_way(tmp_path, smtp, clock, control):
     """With the default batch size a whole batch (500) was claimed before the state was looked at again.
     Once the pause is committed, each connection may finish the one message it has on the wire, no more."""
     connections = 2
-    config = make_config(tmp_path, server, connections=connections)
+    config = make_config(tmp_path, smtp, connections=connections)
     db = connect(config.database)
     add_subscribers(db, 80)
     accepted_when_said = []
 
     def say() -> None:
         getattr(campaign_state, control)(connect(config.database), SLUG, clock)
-        accepted_when_said.append(len(server.accepted))
+        accepted_when_said.append(len(smtp.accepted))
 
     summary = send_campaign(config, SLUG, clock=clock, progress=after(5, say))
 
     assert summary.stopped_reason == {"pause": "paused", "cancel": "cancelled"}[control]
-    assert len(server.accepted) <= accepted_when_said[0] + connections
+    assert len(smtp.accepted) <= accepted_when_said[0] + connections
     assert "sending" not in status_counts(db)
 
 
-def test_cancel_marks_everything_not_yet_sent_skipped_and_nothing_more_is_sent(tmp_path, server, clock):
-    config = make_config(tmp_path, server, connections=2, batch_size=4)
+def test_cancel_marks_everything_not_yet_sent_skipped_and_nothing_more_is_sent(tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp, connections=2, batch_size=4)
     db = connect(config.database)
     add_subscribers(db, 60)
     cancel = after(5, lambda: campaign_state.cancel(connect(config.database), SLUG, clock))
@@ -165,15 +159,15 @@ def test_cancel_marks_everything_not_yet_sent_skipped_and_nothing_more_is_sent(t
     counts = status_counts(db)
     assert summary.stopped_reason == "cancelled" and again.stopped_reason == "cancelled"
     assert set(counts) == {"sent", "skipped"} and counts["skipped"] > 0
-    assert counts["sent"] == len(server.accepted) and again.sent_now == 0
+    assert counts["sent"] == len(smtp.accepted) and again.sent_now == 0
     for address, row in delivery_rows(db).items():
-        assert len(server.accepted_for(address)) == (1 if row["status"] == "sent" else 0)
+        assert len(smtp.accepted_for(address)) == (1 if row["status"] == "sent" else 0)
     assert campaign_state.get(db, SLUG)["state"] == "cancelled"
 
 
-def test_a_cancel_while_the_last_batch_is_on_its_way_ends_the_run_cancelled_not_sent(tmp_path, server, clock):
+def test_a_cancel_while_the_last_batch_is_on_its_way_ends_the_run_cancelled_not_sent(tmp_path, smtp, clock):
     """Five rows fit the threads' queue at once, so the main thread is already waiting for the last results."""
-    config = make_config(tmp_path, server, connections=1)
+    config = make_config(tmp_path, smtp, connections=1)
     db = connect(config.database)
     add_subscribers(db, 5)
     cancel = after(2, lambda: campaign_state.cancel(connect(config.database), SLUG, clock))
@@ -182,12 +176,12 @@ def test_a_cancel_while_the_last_batch_is_on_its_way_ends_the_run_cancelled_not_
 
     assert summary.stopped_reason == "cancelled"
     assert campaign_state.get(db, SLUG)["state"] == "cancelled"
-    assert len(server.accepted) <= 3
+    assert len(smtp.accepted) <= 3
 
 
-def test_the_stop_event_ctrl_c_sets_leaves_a_consistent_log_that_a_second_run_finishes(tmp_path, server, clock):
+def test_the_stop_event_ctrl_c_sets_leaves_a_consistent_log_that_a_second_run_finishes(tmp_path, smtp, clock):
     connections = 3
-    config = make_config(tmp_path, server, connections=connections)
+    config = make_config(tmp_path, smtp, connections=connections)
     db = connect(config.database)
     addresses = add_subscribers(db, 50)
     stop = threading.Event()
@@ -195,20 +189,20 @@ def test_the_stop_event_ctrl_c_sets_leaves_a_consistent_log_that_a_second_run_fi
 
     def ctrl_c() -> None:
         stop.set()
-        accepted_when_stopped.append(len(server.accepted))
+        accepted_when_stopped.append(len(smtp.accepted))
 
     interrupted = send_campaign(config, SLUG, clock=clock, stop=stop, progress=after(7, ctrl_c))
 
     counts = status_counts(db)
     assert interrupted.stopped_reason == "interrupted" and not interrupted.finished
     assert set(counts) == {"sent", "queued"}
-    assert counts["sent"] == len(server.accepted) <= accepted_when_stopped[0] + connections
+    assert counts["sent"] == len(smtp.accepted) <= accepted_when_stopped[0] + connections
     assert campaign_state.get(db, SLUG)["lease_owner"] is None
 
     finished = send_campaign(config, SLUG, clock=clock)
 
     assert finished.finished and status_counts(db) == {"sent": 50}
-    assert messages_per_address(server) == Counter({address: 1 for address in addresses})
+    assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
 
 
 def second_sender(config: Config, clock: FakeClock, results: list):
@@ -218,8 +212,8 @@ def second_sender(config: Config, clock: FakeClock, results: list):
     return run
 
 
-def test_a_second_sender_is_locked_out_while_the_first_holds_the_lease(tmp_path, server, clock):
-    config = make_config(tmp_path, server, connections=2)
+def test_a_second_sender_is_locked_out_while_the_first_holds_the_lease(tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp, connections=2)
     db = connect(config.database)
     addresses = add_subscribers(db, 30)
     results = []
@@ -229,13 +223,13 @@ def test_a_second_sender_is_locked_out_while_the_first_holds_the_lease(tmp_path,
     assert [summary.stopped_reason for summary in results] == ["locked"]
     assert results[0].sent_now == 0
     assert first.finished and first.stopped_reason is None
-    assert messages_per_address(server) == Counter({address: 1 for address in addresses})
+    assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
     assert campaign_state.get(db, SLUG)["lease_owner"] is None
 
 
-def test_the_lease_is_renewed_while_a_slow_batch_is_sent_so_no_second_sender_takes_it_over(tmp_path, server, clock):
+def test_the_lease_is_renewed_while_a_slow_batch_is_sent_so_no_second_sender_takes_it_over(tmp_path, smtp, clock):
     """At one message a second, a 100-message batch outlives the 60 s lease unless the sender renews it."""
-    config = make_config(tmp_path, server, connections=1, rate_per_second=1)
+    config = make_config(tmp_path, smtp, connections=1, rate_per_second=1)
     db = connect(config.database)
     addresses = add_subscribers(db, 100)
     results = []
@@ -243,11 +237,11 @@ def test_the_lease_is_renewed_while_a_slow_batch_is_sent_so_no_second_sender_tak
     send_campaign(config, SLUG, clock=clock, progress=after(70, second_sender(config, clock, results)))
 
     assert [summary.stopped_reason for summary in results] == ["locked"]
-    assert messages_per_address(server) == Counter({address: 1 for address in addresses})
+    assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
 
 
-def test_a_test_send_reaches_staff_with_a_test_subject_and_adds_no_delivery_rows(tmp_path, server):
-    config = make_config(tmp_path, server)
+def test_a_test_send_reaches_staff_with_a_test_subject_and_adds_no_delivery_rows(tmp_path, smtp):
+    config = make_config(tmp_path, smtp)
     db = connect(config.database)
     add_subscribers(db, 3)
     staff = ["editor@lac.example.org", "reader0002@example.org"]
@@ -255,23 +249,23 @@ def test_a_test_send_reaches_staff_with_a_test_subject_and_adds_no_delivery_rows
     results = send_test(config, SLUG, staff)
 
     assert [(address, reply.code) for address, reply in results] == [(address, 250) for address in staff]
-    assert messages_per_address(server) == Counter(staff)
+    assert messages_per_address(smtp) == Counter(staff)
     for address in staff:
-        assert b"Subject: [TEST] " in server.accepted_for(address)[0]
+        assert b"Subject: [TEST] " in smtp.accepted_for(address)[0]
     assert db.execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
 
 
-def test_each_message_carries_a_verp_return_path_that_maps_back_to_its_delivery(tmp_path, server, clock):
-    config = make_config(tmp_path, server, connections=2)
+def test_each_message_carries_a_verp_return_path_that_maps_back_to_its_delivery(tmp_path, smtp, clock):
+    config = make_config(tmp_path, smtp, connections=2)
     db = connect(config.database)
     add_subscribers(db, 20)
 
     send_campaign(config, SLUG, clock=clock)
 
     rows = delivery_rows(db)
-    assert len(server.accepted) == 20
-    for message in server.accepted:
+    assert len(smtp.accepted) == 20
+    for message in smtp.accepted:
         (address,) = message.rcpt_tos
         assert message.mail_from.startswith("bounces+d") and message.mail_from.endswith("@lac.example.org")
         assert parse_verp(message.mail_from, BOUNCE_ADDRESS, SECRET) == rows[address]["id"]
-    assert len({message.mail_from for message in server.accepted}) == 20
+    assert len({message.mail_from for message in smtp.accepted}) == 20

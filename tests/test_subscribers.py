@@ -28,16 +28,6 @@ def clock() -> FakeClock:
     return FakeClock(START)
 
 
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "newsletter.db"
-
-
-@pytest.fixture
-def db(db_path: Path):
-    return connect(db_path)
-
-
 def count_rows(db_path: Path, table: str) -> int:
     with sqlite3.connect(db_path) as conn:
         return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]

@@ -5,19 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
-from web_support import LiveSite
 
 from newsletter.campaigns import load_campaign
 from newsletter.interests import Taxonomy
 from newsletter.render import IssueRenderer
 
 SLUG = "2026-12-lac-digest"
-
-
-@pytest.fixture
-def site(tmp_path):
-    with LiveSite.start(tmp_path) as site:
-        yield site
 
 
 @pytest.mark.parametrize(("lang", "hello", "section"), [

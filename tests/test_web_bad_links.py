@@ -13,12 +13,6 @@ from newsletter.web.tokens import sign_dated
 ROUTES = {"preferences": ("/p/", PREFERENCES), "unsubscribe": ("/u/", UNSUBSCRIBE), "confirm": ("/confirm/", CONFIRM)}
 
 
-@pytest.fixture
-def site(tmp_path):
-    with LiveSite.start(tmp_path) as site:
-        yield site
-
-
 def genuine(site: LiveSite, namespace: str, subscriber_id: int, signer: Signer | None = None) -> str:
     signer = signer or site.signer
     if namespace == CONFIRM:

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from web_support import LiveSite, make_config
+from web_support import make_config
 
 from newsletter.config import ConfigError
 from newsletter.web import create_app
-
-
-@pytest.fixture
-def site(tmp_path):
-    with LiveSite.start(tmp_path) as site:
-        yield site
 
 
 def test_pages_keep_token_urls_out_of_referers_caches_and_frames(site):

@@ -5,21 +5,9 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
-from web_support import LiveSite, read_forms
+from web_support import read_forms
 
 from newsletter.web.preferences import months_later
-
-
-@pytest.fixture
-def site(tmp_path):
-    with LiveSite.start(tmp_path) as site:
-        yield site
-
-
-@pytest.fixture
-def ana(site):
-    return site.add_subscriber("ana@example.org", name="Ana Prieto", country="TT", language="es",
-                               interests=["security"])
 
 
 def test_page_shows_the_subscribers_choices_in_their_language(site, ana):

@@ -11,8 +11,7 @@ import shutil
 from email import message_from_bytes, policy
 
 import pytest
-from smtp_servers import FaultServer
-from web_support import REPO, LiveSite, make_config
+from web_support import REPO, make_config
 
 from newsletter import campaign_state
 from newsletter.campaigns import load_campaign
@@ -24,12 +23,6 @@ SLUG = "2026-12-lac-digest"
 
 
 @pytest.fixture
-def smtp():
-    with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
 def folders(tmp_path):
     """Editable copies of the sample campaign and the templates."""
     shutil.copytree(REPO / "campaigns" / SLUG, tmp_path / "campaigns" / SLUG)
@@ -38,17 +31,15 @@ def folders(tmp_path):
 
 
 @pytest.fixture
-def site(folders, smtp):
-    with LiveSite.start(folders, campaigns_dir=folders / "campaigns", templates_dir=folders / "templates",
-                        smtp_url=smtp.url()) as site:
-        site.config.web.staff_addresses = ["editor@lac.example.org", "desk@lac.example.org"]
-        yield site
+def site_settings(folders, smtp):
+    return {"campaigns_dir": folders / "campaigns", "templates_dir": folders / "templates", "smtp_url": smtp.url()}
 
 
 @pytest.fixture
-def ana(site):
-    return site.add_subscriber("ana@example.org", name="Ana Prieto", country="TT", language="es",
-                               interests=["security"])
+def site(site):
+    """The shared site, with two staff addresses that test sends may go to."""
+    site.config.web.staff_addresses = ["editor@lac.example.org", "desk@lac.example.org"]
+    return site
 
 
 def test_the_list_shows_each_campaign_with_title_article_count_and_state(site, folders):

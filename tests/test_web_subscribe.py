@@ -18,15 +18,8 @@ BROWSER = "Mozilla/5.0 (Linux; Android 14) WebTest/1.0"
 
 
 @pytest.fixture
-def smtp():
-    with FaultServer() as server:
-        yield server
-
-
-@pytest.fixture
-def site(tmp_path, smtp):
-    with LiveSite.start(tmp_path, smtp_url=smtp.url()) as site:
-        yield site
+def site_settings(smtp):
+    return {"smtp_url": smtp.url()}
 
 
 def subscribe(site: LiveSite, email: str, **changes):

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import pytest
-from web_support import LiveSite, request
+from web_support import request
 
 from newsletter.message import MessageFactory
 from newsletter.subscribers import set_status
-
-
-@pytest.fixture
-def site(tmp_path):
-    with LiveSite.start(tmp_path) as site:
-        yield site
 
 
 @pytest.fixture
