@@ -57,7 +57,7 @@ def address_header(name: str, display: str, address: str) -> bytes:
 
 def qp(data: str) -> bytes:
     """Quoted-printable with CRLF line breaks (input may use LF or CRLF)."""
-    raw = data.replace("\r\n", "\n").encode("utf-8")
+    raw = data.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     return binascii.b2a_qp(raw, istext=True).replace(b"\n", CRLF)
 
 
@@ -103,12 +103,12 @@ class MessageFactory:
         self.config = config
         self.signer = signer
         self.dkim_key = dkim_key
-        self._templates: dict[int, MessageTemplate] = {}
+        # keyed by id(); the variant is kept in the value so that its id cannot be reused meanwhile
+        self._templates: dict[int, tuple[RenderedVariant, MessageTemplate]] = {}
         # Both come from the config and go into headers: made single-line once, here.
         self._base = header_safe(config.base_url).rstrip("/")
         self._mailto = header_safe(config.unsubscribe_mailto)
-        self._date_second = None
-        self._date_text = ""
+        self._date_cache: tuple[int, bytes] = (-1, b"")  # one tuple, replaced whole: safe across threads
 
     def links(self, subscriber_id: int) -> dict[str, str]:
         """Signed links for one subscriber: the unsubscribe token also goes into the mailto subject."""
@@ -122,8 +122,8 @@ class MessageFactory:
     def template(self, variant: RenderedVariant) -> MessageTemplate:
         cached = self._templates.get(id(variant))
         if cached is None:
-            cached = self._templates[id(variant)] = self._compile(variant)
-        return cached
+            cached = self._templates[id(variant)] = (variant, self._compile(variant))
+        return cached[1]
 
     def _compile(self, variant: RenderedVariant) -> MessageTemplate:
         campaign, config = variant.campaign, self.config
@@ -152,9 +152,11 @@ class MessageFactory:
 
     def _date(self, now: datetime) -> bytes:
         second = int(now.timestamp())
-        if second != self._date_second:
-            self._date_second, self._date_text = second, format_datetime(now)
-        return f"Date: {self._date_text}\r\n".encode("ascii")
+        cached_second, header = self._date_cache
+        if second != cached_second:
+            header = f"Date: {format_datetime(now)}\r\n".encode("ascii")
+            self._date_cache = (second, header)
+        return header
 
     def build(self, variant: RenderedVariant, subscriber: dict, *, message_id: str, now: datetime) -> bytes:
         """The complete message for one subscriber (a dict with id, email, name)."""
@@ -190,7 +192,7 @@ class MessageFactory:
     def _dkim_sign(self, message: bytes) -> bytes:
         key = self.dkim_key
         signature = dkim.sign(message, key.selector.encode(), key.domain.encode(), key.private_key,
-                              include_headers=DKIM_HEADERS, linesep=CRLF)
+                              include_headers=DKIM_HEADERS * 2, linesep=CRLF)  # twice: no copy can be added
         return signature + message
 
 

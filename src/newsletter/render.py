@@ -65,10 +65,16 @@ class IssueRenderer:
         self.config = config
         self.taxonomy = taxonomy
         self._variants: dict[tuple, RenderedVariant] = {}
+        self._by_profile: dict[tuple, RenderedVariant] = {}
 
     def variant_for(self, subscriber: dict) -> RenderedVariant:
-        interests = frozenset(self.taxonomy.slugs_in(subscriber["interests"]))
-        return self.variant(subscriber["language"] or "en", interests, subscriber["country"] or "")
+        """Looked up per message, so remembered per (language, interest mask, country) as stored."""
+        key = (subscriber["language"] or "en", subscriber["interests"], subscriber["country"] or "")
+        found = self._by_profile.get(key)
+        if found is None:
+            interests = frozenset(self.taxonomy.slugs_in(key[1]))
+            found = self._by_profile[key] = self.variant(key[0], interests, key[2])
+        return found
 
     def variant(self, lang: str, interests: frozenset[str], country: str) -> RenderedVariant:
         key = (lang, variant_key(self.campaign, interests, country))
