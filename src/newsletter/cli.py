@@ -720,3 +720,7 @@ def demo(folder, slug):
         console.print(f"Open one: less {mails[0]}")
     console.print(f"Preview and preference pages: newsletter --config {config_path} serve")
     console.print(f"Delivery report: newsletter --config {config_path} report {slug}")
+
+
+if __name__ == "__main__":
+    cli()
