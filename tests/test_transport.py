@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 from contextlib import closing
-from pathlib import Path
 
 import pytest
 from smtp_servers import (

@@ -90,6 +90,19 @@ def set_status(db: sqlite_utils.Database, subscriber_id: int, status: str, *, cl
     )
 
 
+def activate(db: sqlite_utils.Database, subscriber_id: int, consent: Consent, *,
+             clock: Clock = SystemClock()) -> None:
+    """Confirmed opt-in: active from now on, with the proof of consent (when, from where, with which
+    browser, on which form, agreeing to what) kept beside it."""
+    with transaction(db):
+        db.execute(
+            "UPDATE subscribers SET status = 'active', paused_until = NULL, updated_at = ?, consent_at = ?, "
+            "consent_source = ?, consent_ip = ?, consent_user_agent = ?, consent_wording = ? WHERE id = ?",
+            [utc_iso(clock.now()), utc_iso(consent.at or clock.now()), consent.source, consent.ip,
+             consent.user_agent, consent.wording, subscriber_id],
+        )
+
+
 def update_preferences(db: sqlite_utils.Database, subscriber_id: int, *, country: str | None = None,
                        language: str | None = None, interests: list[str] | None = None, name: str | None = None,
                        clock: Clock = SystemClock()) -> dict:

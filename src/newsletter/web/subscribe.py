@@ -11,16 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import sqlite_utils
 from flask import Blueprint, Response, current_app, request, url_for
 
-from ..clock import utc_iso
-from ..db import LANGUAGES, transaction
+from ..db import LANGUAGES
 from ..i18n import gettext_for, negotiate
 from ..interests import Taxonomy
 from ..normalize import InvalidValue, normalize_country, normalize_email, normalize_name
 from ..signing import CONFIRM, PREFERENCES, BadToken
-from ..subscribers import Consent, SubscriberError, add, get, get_by_id, set_status, update_preferences
+from ..subscribers import Consent, SubscriberError, activate, add, get, get_by_id, update_preferences
 from ..suppressions import email_hash, is_suppressed
 from .client import client_address
 from .confirmation import confirmation_message, send_confirmation
@@ -175,18 +173,7 @@ def confirm(token: str) -> Response:
     consent = Consent(source=FORM_SOURCE + ", confirmed by the emailed link", at=clock.now(),
                       ip=client_address(), user_agent=request.user_agent.string,
                       wording=str(choices.get("w", "")))
-    with transaction(db):
-        set_status(db, subscriber["id"], "active", clock=clock)
-        record_consent(db, subscriber["id"], consent)
+    activate(db, subscriber["id"], consent, clock=clock)
     return render_page("confirmed.html", lang, subscriber=get_by_id(db, subscriber["id"]),
                        preferences_url=url_for("preferences.show",
                                                token=state().signer.sign(subscriber["id"], PREFERENCES)))
-
-
-def record_consent(db: sqlite_utils.Database, subscriber_id: int, consent: Consent) -> None:
-    """Keep the proof of this opt-in (when, from where, with which browser, on which form, agreeing to what)."""
-    db.execute(
-        "UPDATE subscribers SET consent_at = ?, consent_source = ?, consent_ip = ?, consent_user_agent = ?, "
-        "consent_wording = ? WHERE id = ?",
-        [utc_iso(consent.at), consent.source, consent.ip, consent.user_agent, consent.wording, subscriber_id],
-    )
