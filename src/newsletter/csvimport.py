@@ -173,9 +173,13 @@ class _RowReader:
         return mask
 
     def read(self, record: list[str], line: int) -> _Row | RowProblem:
-        padded = record + [""] * (self.width + 1 - len(record))
+        missing = self.width + 1 - len(record)
+        if missing == 1:  # the usual row: one empty cell appended for absent columns, in place
+            record.append("")
+        elif missing > 1:
+            record = record + [""] * missing
         (email, name, first, last, country, language, interests, status, consent_at, source,
-         ip) = self.pick(padded)
+         ip) = self.pick(record)
         field_name = "email"
         try:
             email = normalize_email(email)

@@ -35,7 +35,9 @@ _SPECIAL_DOMAINS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)  # all si
 
 def normalize_email(raw: str) -> str:
     """Lower-cased, trimmed, validated address (syntax only: no DNS look-ups on import)."""
-    text = raw.strip().strip("<>").strip().lower()
+    text = raw.strip().lower()
+    if text[:1] == "<" or text[-1:] == ">":
+        text = text.strip("<>").strip()
     if not text:
         raise InvalidValue("email is empty")
     if (
