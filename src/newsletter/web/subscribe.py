@@ -73,7 +73,7 @@ def _form_page(lang: str, entry: Submission, status: int = 200) -> Response:
     return render_page(
         "subscribe.html", lang, status=status, entry=entry, honeypot=HONEYPOT,
         action_url=url_for(".submit", lang=lang),
-        interests=[(slug, taxonomy.label(slug, lang)) for slug in taxonomy.slugs],
+        interests=[(slug, taxonomy.label(slug, lang), slug in entry.interests) for slug in taxonomy.slugs],
         region_countries=region, other_countries=others,
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         consent_wording=consent_wording(lang),
