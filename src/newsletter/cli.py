@@ -99,8 +99,12 @@ def init(path):
     write_example_config(path)
     config = load_config(path)
     connect(config.database)
+    for folder in (config.campaigns_dir, config.digest.articles_dir):
+        if folder is not None:
+            Path(folder).mkdir(parents=True, exist_ok=True)
     console.print(f"Wrote [bold]{path}[/] and created [bold]{config.database}[/]. "
-                  f"Edit the sender, base_url and smtp_url before sending.")
+                  f"Edit the sender, base_url and smtp_url before sending; the monthly digest is built from "
+                  f"the articles you put in {config.digest.articles_dir}.", highlight=False)
 
 
 # --- subscribers -------------------------------------------------------------------------------------

@@ -193,6 +193,11 @@ rate_per_hour = 0
 max_attempts = 6
 retry_base_seconds = 60
 
+[dkim]                     # sign every message (covers List-Unsubscribe and List-Unsubscribe-Post)
+domain = ""                # e.g. "lac.example.org"; leave empty to send unsigned
+selector = ""              # the DNS TXT record is <selector>._domainkey.<domain>
+# private_key_file = "dkim.pem"
+
 [bounces]
 mailbox = ""               # maildir:///var/mail/bounces or imap://user:pass@host/INBOX
 soft_threshold = 3
