@@ -269,3 +269,36 @@ def test_each_message_carries_a_verp_return_path_that_maps_back_to_its_delivery(
         assert message.mail_from.startswith("bounces+d") and message.mail_from.endswith("@lac.example.org")
         assert parse_verp(message.mail_from, BOUNCE_ADDRESS, SECRET) == rows[address]["id"]
     assert len({message.mail_from for message in smtp.accepted}) == 20
+
+
+def test_a_pause_is_seen_while_the_run_waits_for_a_retry(tmp_path, smtp):
+    """With --wait, a run sleeping until a retry is due still stops soon after a pause."""
+    from newsletter import campaign_state
+    from newsletter.clock import FakeClock
+    from newsletter.db import connect
+    from newsletter.sender import send_campaign
+
+    from sending_support import add_subscribers, write_config
+
+    config = write_config(tmp_path, smtp.url(), retry_base_seconds=3600)
+    db = connect(config.database)
+    [address] = add_subscribers(db, 1)
+    smtp.fail(address, "451 4.3.0 Try again later", times=None)
+    clock = FakeClock()
+    started = clock.now()
+
+    class PausingClock(FakeClock):
+        def sleep(self, seconds):
+            clock.sleep(seconds)
+            campaign_state.pause(db, "2026-12-lac-digest")
+
+        def now(self):
+            return clock.now()
+
+        def monotonic(self):
+            return clock.monotonic()
+
+    summary = send_campaign(config, "2026-12-lac-digest", clock=PausingClock(), wait_for_retries=True)
+    assert summary.stopped_reason == "paused"
+    # the retry was an hour away: the run noticed the pause after one short step, not after the hour
+    assert (clock.now() - started).total_seconds() < 60

@@ -42,6 +42,9 @@ from .transport import Reply, Transport, open_transport
 from .verp import verp_address
 
 
+RETRY_WAIT_STEP = 5.0  # seconds
+
+
 @dataclass
 class SendSummary:
     slug: str
@@ -278,7 +281,9 @@ class CampaignSender:
                     return None
                 if not wait_for_retries:
                     return "retries pending"
-                self.clock.sleep(max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001)
+                # in short steps, so that a pause, a cancel or a stop is seen while waiting for a retry
+                wait = max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001
+                self.clock.sleep(min(wait, RETRY_WAIT_STEP))
                 continue
             for job in jobs:
                 while True:
