@@ -390,3 +390,21 @@ def test_campaign_overview_lists_states_local_send_times_counts_and_unrecorded_f
     assert (sent["state"], sent["next_send"], sent["counts"]["sent"]) == ("sent", None, len(PEOPLE))
     new = overview["2026-11-new"]
     assert (new["title"], new["state"], new["next_send"]) == ("Not recorded", "new", None)
+
+
+def test_a_first_start_long_after_an_occurrence_records_it_instead_of_mailing_everyone_late(config, smtp):
+    write_article(config, "november.md", "2026-11-20")
+    clock = FakeClock(utc(2026, 12, 9, 10, 0))  # installed eight days after the December occurrence
+
+    results = run_pass(config, clock=clock)
+
+    assert [result.outcome for result in results] == ["skipped: before the scheduler's first start"]
+    assert received(smtp) == Counter()
+    assert [(run["occurrence"], run["slug"], run["outcome"]) for run in digest_runs(config)] == [
+        ("2026-12-01T13:00:00Z", None, "skipped: before the scheduler's first start")]
+    write_article(config, "december.md", "2026-12-15")
+    clock.set(utc(2027, 1, 1, 13, 1))  # the next occurrence goes out, with the articles since December's
+    results = run_pass(config, clock=clock)
+    assert ("digest-2027-01", "sent") in [(result.subject, result.outcome) for result in results]
+    january = load_campaign(config.campaigns_dir / "digest-2027-01", config.tz)
+    assert [article.source.name for article in january.articles] == ["december.md"]

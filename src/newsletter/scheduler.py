@@ -44,8 +44,9 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 LOG_TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # A 'building' claim older than this belongs to a scheduler that died mid-build; building takes seconds.
 STALE_CLAIM = timedelta(minutes=15)
-# A new folder whose send_at passed longer ago than this is recorded as a draft instead of sent at once.
-LATE_FOLDER_GRACE = timedelta(hours=24)
+# Something due longer ago than this when the scheduler first sees it (a new folder's send_at, a rule's
+# occurrence on the scheduler's first start) is recorded, not mailed to everyone late.
+LATE_GRACE = timedelta(hours=24)
 _SEND_AT_LINE = re.compile(r"^\s*send_at\s*=", re.MULTILINE)
 
 
@@ -100,9 +101,17 @@ def run_digest_rule(config: Config, db: sqlite_utils.Database, text: str, clock:
     rule = parse_rule(text)
     now = clock.now()
     occurrence = rule.previous_at_or_before(now)
+    first_start = db.execute("SELECT NOT EXISTS (SELECT 1 FROM digest_runs WHERE rule = ?)",
+                             [str(rule)]).fetchone()[0]
     if occurrence is None or not _claim(db, str(rule), occurrence, now):
         return []
     key = [str(rule), utc_iso(occurrence)]
+    if first_start and now - occurrence > LATE_GRACE:
+        outcome = "skipped: before the scheduler's first start"
+        detail = (f"the scheduler first ran {(now - occurrence).days} days after this occurrence; the next one "
+                  f"is {rule.next_after(now).astimezone(config.tz):%Y-%m-%d %H:%M %Z}")
+        _finish_run(db, key, None, outcome, detail)
+        return [PassResult(str(rule), outcome, detail)]
     try:
         window = digest_window(config, occurrence, db)
         campaign = build_digest(config, occurrence, db)
@@ -164,7 +173,7 @@ def register_scheduled_folders(config: Config, db: sqlite_utils.Database, clock:
         when = f"{campaign.send_at.astimezone(config.tz):%Y-%m-%d %H:%M %Z}"
         with transaction(db):
             campaign_state.register(db, campaign, clock)
-            if campaign.send_at >= clock.now() - LATE_FOLDER_GRACE:
+            if campaign.send_at >= clock.now() - LATE_GRACE:
                 results.append(PassResult(slug, "registered", f"scheduled for {when} by its send_at"))
                 continue
             note = (f"send_at {when} had long passed when the scheduler first saw this folder, so it was not "
