@@ -19,7 +19,6 @@ from .db import transaction
 from .segments import Segment
 from .interests import Taxonomy
 
-FINAL = ("sent", "failed", "bounced", "skipped")
 STATUSES = ("queued", "sending", "sent", "deferred", "failed", "bounced", "skipped")
 
 

@@ -16,7 +16,6 @@ from itsdangerous import BadSignature, SignatureExpired, URLSafeSerializer, URLS
 UNSUBSCRIBE = "unsubscribe"
 PREFERENCES = "preferences"
 CONFIRM = "confirm"
-PREVIEW = "preview"
 
 
 _SIGNER_KWARGS = {"key_derivation": "none", "digest_method": hashlib.sha256}
