@@ -244,3 +244,16 @@ def test_a_version_1_database_is_brought_up_to_date_keeping_its_rows(tmp_path):
     db = connect(path)
     assert schema_version(db) == LATEST
     assert list(db.execute("SELECT email FROM subscribers")) == [("ana@example.org",)]
+
+
+def test_a_command_run_where_there_is_no_config_says_so_and_creates_no_database(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
+    result = CliRunner().invoke(cli, ["segments", "count", "status:active"])
+    assert result.exit_code == 1
+    assert "no newsletter.toml in" in result.output and "newsletter init" in result.output
+    assert list(tmp_path.iterdir()) == []

@@ -30,7 +30,11 @@ class App:
 
     @functools.cached_property
     def config(self) -> Config:
-        return load_config(self.config_path)
+        config = load_config(self.config_path)
+        if config.path is None:  # never make a stray database in whatever folder the command ran from
+            raise ConfigError(f"no newsletter.toml in {Path.cwd()}: run `newsletter init` here, or pass --config "
+                              f"(or set {CONFIG_ENV})")
+        return config
 
     @functools.cached_property
     def db(self):
@@ -62,14 +66,27 @@ def byte_progress_bar() -> Progress:
                     TimeRemainingColumn(), console=err_console)
 
 
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """Errors whose message already says what is wrong and how to fix it: shown as one line."""
+    from .articles import ArticleError
+    from .campaigns import CampaignError
+    from .digest import DigestError
+    from .signing import BadToken
+
+    return (ConfigError, csvimport.ImportFileError, CampaignError, ArticleError, DigestError, BadToken,
+            ValueError, OSError)
+
+
+EXPECTED_ERRORS = _expected_errors()
+
+
 class FriendlyGroup(click.Group):
     """Shows known errors as one clear line with a hint instead of a traceback."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except (ConfigError, csvimport.ImportFileError, segments.SegmentError, subscribers.SubscriberError,
-                ValueError) as exc:
+        except EXPECTED_ERRORS as exc:
             if isinstance(exc, click.ClickException):
                 raise
             err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
