@@ -89,7 +89,7 @@ class FriendlyGroup(click.Group):
         except EXPECTED_ERRORS as exc:
             if isinstance(exc, click.ClickException):
                 raise
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False)
+            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(1)
 
 
