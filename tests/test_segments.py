@@ -242,3 +242,14 @@ def test_cli_segments_count_save_list_delete(tmp_path):
         1, "Error: in 'country:Atlantis': unknown country 'Atlantis'; use an ISO code such as TT or BR")
     assert run("segments", "delete", "@caribbean") == (0, "Deleted @caribbean.")
     assert run("segments", "delete", "caribbean") == (1, "Error: no saved segment named 'caribbean'")
+
+
+def test_a_quoted_country_name_with_spaces_is_one_value():
+    segment = parse_segment('country:"Trinidad y Tobago",BB interest:security')
+    assert segment.countries == {"TT", "BB"}
+    assert segment.interests == {"security"}
+
+
+def test_an_unbalanced_quote_is_refused_with_the_expression_named():
+    with pytest.raises(SegmentError, match="unbalanced quote"):
+        parse_segment('country:"Trinidad y Tobago')

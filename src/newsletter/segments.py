@@ -1,6 +1,7 @@
 """Segments: a small expression such as `country:BB,TT interest:security language:es status:active`.
 
 Terms are ANDed; the comma-separated values of one term are ORed. `@name` includes a saved segment.
+Quote a value that has spaces: `country:"Trinidad y Tobago",BB`.
 With no status term a segment means active subscribers, so nobody unsubscribed is ever selected by
 accident. Queries stay inside the covering indexes on subscribers (status, country, language, interests),
 which is what keeps a count over a million rows in milliseconds.
@@ -8,6 +9,7 @@ which is what keeps a count over a million rows in milliseconds.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -66,7 +68,7 @@ def parse_segment(expression: str, db: sqlite_utils.Database | None = None, _see
     segment = Segment()
     taxonomy = Taxonomy.load(db) if db is not None else None
     saved = []
-    for term in expression.split():
+    for term in _terms(expression):
         if term.startswith("@"):
             saved.append(term)
             continue
@@ -84,6 +86,14 @@ def parse_segment(expression: str, db: sqlite_utils.Database | None = None, _see
     for term in saved:
         _merge(segment, _saved(db, term[1:], _seen), term)
     return segment
+
+
+def _terms(expression: str) -> list[str]:
+    """Terms split on spaces, except inside quotes: country:"Trinidad y Tobago",BB is one term."""
+    try:
+        return shlex.split(expression)
+    except ValueError:
+        raise SegmentError(f"unbalanced quote in segment {expression!r}") from None
 
 
 def _value(attribute: str, raw: str, taxonomy: Taxonomy | None, term: str) -> str:
