@@ -130,6 +130,8 @@ class Composer:
 
 
 class CampaignSender:
+    """One run over one campaign's delivery log: the main thread claims rows, N threads send them."""
+
     def __init__(self, config: Config, campaign: Campaign, *, clock: Clock = SystemClock(),
                  stop: threading.Event | None = None, progress: Callable[[str], None] | None = None,
                  connections: int | None = None, transport_url: str | None = None) -> None:
