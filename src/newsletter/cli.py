@@ -435,17 +435,13 @@ def campaign_render(app, slug, email):
     """Print the complete message (headers and both parts) one subscriber would receive."""
     from .clock import SystemClock
     from .interests import Taxonomy
-    from .message import new_message_id
     from .sender import Composer
 
     subscriber = subscribers.get(app.db, email)
     if subscriber is None:
         raise click.ClickException(f"{email} is not a subscriber; `newsletter subscribers add` first")
-    campaign = _load_campaign(app, slug)
-    composer = Composer(app.config, campaign, Taxonomy.load(app.db))
-    variant = composer.renderer.variant_for(subscriber)
-    data = composer.factory.build(variant, subscriber, now=SystemClock().now(),
-                                  message_id=new_message_id(slug, 0, app.config.sender_domain))
+    composer = Composer(app.config, _load_campaign(app, slug), Taxonomy.load(app.db))
+    _, data = composer.compose(subscriber, 0, SystemClock().now())
     click.echo(data.decode("ascii", "replace").replace("\r\n", "\n"))
 
 
@@ -519,8 +515,7 @@ _state_command("cancel", "cancel", "Cancel a campaign for good; unsent deliverie
 @pass_app
 def send(app, slug, test_addresses, wait, connections, transport_url):
     """Send a campaign to its segment: throttled, retried, logged; safe to run again after a crash or Ctrl-C."""
-    from . import deliveries
-    from .sender import CampaignSender, prepare_campaign, send_test
+    from .sender import prepare_campaign, send_test
 
     if test_addresses:
         for address, reply in send_test(app.config, slug, [a for a in test_addresses.split(",") if a.strip()],
@@ -528,24 +523,33 @@ def send(app, slug, test_addresses, wait, connections, transport_url):
             console.print(f"{address}: {reply.code} {reply.enhanced} {reply.text}", highlight=False)
         return
     campaign = prepare_campaign(app.config, app.db, slug)
+    print_send_summary(send_with_progress(app, campaign, wait_for_retries=wait, connections=connections,
+                                          transport_url=transport_url))
+
+
+def send_with_progress(app: App, campaign, **options):
+    """Run the sender with a bar that counts finished deliveries and shows the rate of this run."""
+    import time
+
+    from . import deliveries
+    from .sender import CampaignSender
+
+    slug = campaign.slug
     total = sum(deliveries.counts(app.db, slug).values())
-    done = total - deliveries.unfinished(app.db, slug)
     with progress_bar() as bar:
-        task = bar.add_task(f"Sending {slug}", total=total, completed=done, rate="")
-        started = [None, 0]
+        task = bar.add_task(f"Sending {slug}", total=total, completed=total - deliveries.unfinished(app.db, slug),
+                            rate="")
+        started, finished = time.monotonic(), 0
 
         def advance(status: str) -> None:
-            import time
+            nonlocal finished
+            if status != "deferred":  # a deferred delivery is tried again later: not done yet
+                finished += 1
+                bar.update(task, advance=1,
+                           rate=f"{finished / max(time.monotonic() - started, 1e-6):,.0f} msg/s")
 
-            started[0] = started[0] or time.monotonic()
-            started[1] += 1
-            elapsed = max(time.monotonic() - started[0], 1e-6)
-            if status != "deferred":
-                bar.update(task, advance=1, rate=f"{started[1] / elapsed:,.0f} msg/s")
-
-        summary = CampaignSender(app.config, campaign, progress=advance, connections=connections,
-                                 transport_url=transport_url).run(wait_for_retries=wait)
-    print_send_summary(summary)
+        wait = options.pop("wait_for_retries", False)
+        return CampaignSender(app.config, campaign, progress=advance, **options).run(wait_for_retries=wait)
 
 
 def print_send_summary(summary) -> None:
@@ -706,11 +710,10 @@ def bounces_process(app, mailbox):
 def demo(folder, slug):
     """Import the sample subscribers, build the sample issue and send it to a local SMTP server that writes
     every message it receives into a Maildir. Nothing leaves this machine."""
-    from . import deliveries
     from . import demo as demo_setup
     from .mailsink import start_sink
     from .render import IssueRenderer, render_campaign_files
-    from .sender import CampaignSender, prepare_campaign
+    from .sender import prepare_campaign
     from .db import LANGUAGES
     from .interests import Taxonomy
 
@@ -729,12 +732,7 @@ def demo(folder, slug):
         console.print(f"[bold]3.[/] Built {slug}: {len(campaign.articles)} articles, review copies in "
                       f"{folder / 'build'} ({len(files)} files)")
         console.print("[bold]4.[/] Sending")
-        total = sum(deliveries.counts(app.db, slug).values())
-        with progress_bar() as bar:
-            task = bar.add_task(f"Sending {slug}", total=total, rate="")
-            summary = CampaignSender(app.config, campaign,
-                                     progress=lambda status: bar.update(task, advance=1)).run(wait_for_retries=True)
-        print_send_summary(summary)
+        print_send_summary(send_with_progress(app, campaign, wait_for_retries=True))
     mails = sorted((folder / "maildir" / "new").iterdir())
     console.print(f"\nThe server received {len(mails)} messages: {folder / 'maildir' / 'new'}")
     if mails:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -23,6 +23,7 @@ from .interests import Taxonomy
 
 SLOTS = ("greeting", "email", "preferences_url", "unsubscribe_url")
 PLACEHOLDER = re.compile(r"NLPH(" + "|".join(SLOTS) + r")NLPH")
+TEST_SUBJECT_PREFIX = "[TEST] "
 GMAIL_CLIP_BYTES = 102 * 1024
 WARN_BYTES = 100 * 1024
 
@@ -42,6 +43,10 @@ class RenderedVariant:
     html: str
     text: str
     warnings: list[str] = field(default_factory=list)
+
+    def for_test(self) -> "RenderedVariant":
+        """The same message for staff: the subject says it is a test."""
+        return replace(self, subject=TEST_SUBJECT_PREFIX + self.subject)
 
     def fill(self, values: dict[str, str]) -> tuple[str, str]:
         """HTML and text with real values, for previews and tests (the sender uses message.py's fast path)."""

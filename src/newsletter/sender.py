@@ -16,7 +16,7 @@ import queue
 import random
 import threading
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Callable
@@ -368,12 +368,12 @@ def send_test(config: Config, slug: str, addresses: list[str], *, transport_url:
             if lang:
                 subscriber = dict(subscriber, language=lang)
             variant = composer.renderer.variant_for(subscriber)
-            test_variant = replace(variant, subject="[TEST] " + variant.subject)
-            data = composer.factory.build(test_variant, subscriber,
+            data = composer.factory.build(variant.for_test(), subscriber,
                                           message_id=new_message_id(slug, 0, config.sender_domain),
                                           now=SystemClock().now())
             results.append((address, transport.send(campaign.sender_address or config.sender_address,
                                                      subscriber["email"], data)))
     finally:
         transport.close()
+        db.conn.close()
     return results

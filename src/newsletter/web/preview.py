@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import jinja2
 from flask import Blueprint, Response, jsonify, request, url_for
@@ -215,7 +215,7 @@ def send_test(slug: str) -> Response:
                   else "Not sent: choose or type at least one staff address.")
         return _page(slug, request.form, notice=notice, status=400)
     shown = _show(find_campaign(config, slug), request.form)
-    test_variant = replace(shown.variant, subject="[TEST] " + shown.variant.subject)
+    test_variant = shown.variant.for_test()
     factory = MessageFactory(config, state().signer)
     transport = open_transport(config.smtp_url)
     outcomes = []
