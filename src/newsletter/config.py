@@ -55,6 +55,9 @@ class WebSettings:
     port: int = 8080
     preview_password: str = ""
     staff_addresses: list[str] = field(default_factory=list)
+    staff_password: str = ""  # a hash written by `newsletter staff set-password`, never the password
+    trusted_proxies: list[str] = field(default_factory=list)  # peers whose X-Forwarded-For/-Proto are believed
+    threads: int = 8  # waitress worker threads of `newsletter serve`
 
 
 @dataclass
@@ -208,6 +211,9 @@ host = "127.0.0.1"
 port = 8080
 preview_password = ""      # needed to open /preview from anywhere but localhost
 staff_addresses = []
+# staff_password = "..."   # written by `newsletter staff set-password` (a hash); staff pages then need a login
+trusted_proxies = []       # e.g. ["127.0.0.1"] behind nginx/Caddy on this machine: see docs/deploy.md
+threads = 8                # worker threads of `newsletter serve`
 
 [digest]
 rules = ["first tuesday of each month at 09:00 America/Port_of_Spain"]

@@ -1,4 +1,4 @@
-"""The Flask application: subscribe, confirm, preferences, unsubscribe, archive and the staff preview.
+"""The Flask application: subscribe, confirm, preferences, unsubscribe, archive, the staff pages and preview.
 
 Pages are rendered with newsletter.i18n's web environment (templates/web, the "web" catalogue) in the
 subscriber's language, or the visitor's when we do not know who they are.
@@ -18,8 +18,9 @@ from ..clock import Clock, SystemClock
 from ..config import DEFAULT_CONFIG_NAME, Config, ConfigError
 from ..db import connect
 from ..signing import Signer
-from . import archive, preferences, preview, subscribe, unsubscribe
+from . import archive, preferences, preview, staff, staff_access, subscribe, unsubscribe
 from .pages import PageError, problem_page
+from .staff_access import LoginThrottle, write_session_cookie
 from .state import EXTENSION_KEY, WebState, close_database
 from .throttle import Throttle
 
@@ -41,13 +42,14 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     connect(config.database).conn.close()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
-    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock))
-    for module in (subscribe, preferences, unsubscribe, archive, preview):
+    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
+    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)
     app.register_error_handler(PageError, problem_page)
     app.register_error_handler(HTTPException, _http_problem)
     app.after_request(_security_headers)
+    app.after_request(write_session_cookie)
     app.add_url_rule("/", "home", lambda: redirect(url_for("subscribe.form")))
     return app
 
