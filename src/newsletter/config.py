@@ -6,7 +6,9 @@ are relative to the file's own folder, so a config works from any working direct
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field
@@ -220,6 +222,41 @@ rules = ["first tuesday of each month at 09:00 America/Port_of_Spain"]
 articles_dir = "articles"
 segment = "status:active"
 """
+
+
+def set_setting(path: Path, section: str, key: str, value: str) -> None:
+    """Write `key = "value"` into [section] of the config file, replacing the key if it is there (comments and
+    the rest of the file are kept). The file is replaced whole, so a crash leaves the old or the new one."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    line = f"{key} = {json.dumps(value)}\n"  # a JSON string is a valid TOML basic string
+    header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+    assignment = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    current, start, end, done = None, None, len(lines), False
+    for number, text in enumerate(lines):
+        found = header.match(text)
+        if found:
+            if current == section:
+                end = number
+                break
+            current = found.group(1)
+            if current == section:
+                start = number
+        elif current == section and assignment.match(text):
+            lines[number] = line
+            done = True
+    if not done:
+        if start is None:
+            lines += ["\n" if lines and not lines[-1].endswith("\n\n") else "", f"[{section}]\n", line]
+        else:
+            while end > start + 1 and not lines[end - 1].strip():
+                end -= 1
+            lines.insert(end, line)
+    text = "".join(lines)
+    tomllib.loads(text)  # never write a file that no longer reads
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.chmod(path.stat().st_mode & 0o777)
+    temporary.replace(path)
 
 
 def write_example_config(path: Path) -> None:

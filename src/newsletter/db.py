@@ -168,7 +168,8 @@ def _v3(db: sqlite_utils.Database) -> None:
       when it was built, scheduled, sent, and why it paused;
     - subscribers.status_changed_at, kept by a trigger on every status change whatever code made it, so
       losses can be counted per month and attributed to the campaign a person last received;
-    - indexes for the per-minute delivery timeline, the monthly audience counts and bounces by delivery."""
+    - indexes for the per-minute delivery timeline, the monthly audience counts and bounces by delivery;
+    - staff_sessions: staff logins, so that a logout or a new password ends a session for good."""
     _execute_all(
         db,
         """
@@ -188,7 +189,12 @@ def _v3(db: sqlite_utils.Database) -> None:
         CREATE INDEX subscribers_created ON subscribers (created_at, status);
         CREATE INDEX subscribers_status_changed ON subscribers (status, status_changed_at);
         CREATE INDEX deliveries_timeline ON deliveries (campaign, status, updated_at);
-        CREATE INDEX bounce_events_delivery ON bounce_events (delivery_id)
+        CREATE INDEX bounce_events_delivery ON bounce_events (delivery_id);
+        CREATE TABLE staff_sessions (
+            sid TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            ended_at TEXT
+        )
         """,
     )
     db.conn.execute(  # one statement with ';' inside: not for _execute_all

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..clock import Clock, SystemClock
 from ..config import DEFAULT_CONFIG_NAME, Config, ConfigError
@@ -70,27 +69,54 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-class _RedactingRequestHandler(WSGIRequestHandler):
-    """The access log without the tokens of /u/, /p/ and /confirm/ links: each one works like a password."""
-
-    _TOKEN = re.compile(r"(/(?:u|p|confirm)/)[^/\s?\"]+")
-
-    def log(self, kind: str, message: str, *args) -> None:
-        super().log(kind, message, *[self._TOKEN.sub(r"\1[token]", a) if isinstance(a, str) else a for a in args])
+_TOKEN = re.compile(r"(/(?:u|p|confirm)/)[^/\s?\"]+")
 
 
-def serve(config: Config, host: str | None = None, port: int | None = None, *,
+def redact(path: str) -> str:
+    """A path for the access log without the tokens of /u/, /p/ and /confirm/ links: each works like a password."""
+    return _TOKEN.sub(r"\1[token]", path)
+
+
+class AccessLog:
+    """WSGI middleware writing one line per request to stderr, tokens redacted (waitress keeps no access log)."""
+
+    def __init__(self, app, stream=None) -> None:
+        self.app = app
+        self.stream = stream or sys.stderr
+
+    def __call__(self, environ, start_response):
+        seen = {}
+
+        def remember(status, headers, exc_info=None):
+            seen["status"] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, remember)
+        path = redact(environ.get("PATH_INFO", ""))
+        print(f'{environ.get("REMOTE_ADDR", "-")} "{environ.get("REQUEST_METHOD")} {path} '
+              f'{environ.get("SERVER_PROTOCOL")}" {seen.get("status", "-")}', file=self.stream, flush=True)
+        return result
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None, *, threads: int | None = None,
           clock: Clock = SystemClock()) -> None:
-    """Run the application with werkzeug's threaded server until Ctrl-C; 127.0.0.1 unless told otherwise."""
+    """Run the application on waitress (a production WSGI server) until Ctrl-C or SIGTERM; 127.0.0.1 unless
+    told otherwise, with [web] threads worker threads."""
+    import waitress
+
     app = create_app(config, clock=clock)
     host = host or config.web.host or "127.0.0.1"
-    server = make_server(host, config.web.port if port is None else port, app, threaded=True,
-                         request_handler=_RedactingRequestHandler)
+    threads = threads or config.web.threads
+    if threads < 1:
+        raise ConfigError(f"[web] threads must be 1 or more, not {threads}")
+    server = waitress.create_server(AccessLog(app), host=host, port=config.web.port if port is None else port,
+                                    threads=threads, ident="newsletter", clear_untrusted_proxy_headers=False)
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"newsletter: serving on http://{shown_host}:{server.port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    print(f"newsletter: serving on http://{shown_host}:{server.effective_port}/ with {threads} threads "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.close()

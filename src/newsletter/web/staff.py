@@ -14,11 +14,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, Response, abort, jsonify, redirect, request, stream_with_context, url_for
+from flask import Blueprint, Response, abort, jsonify, redirect, request, url_for
 
 from .. import campaign_state, deliveries, stats
 from ..campaigns import CampaignError, load_campaign
 from ..clock import parse_utc
+from ..db import connect
 from ..interests import Taxonomy
 from ..normalize import InvalidValue, normalize_email
 from ..recurrence import RuleError, parse_rule
@@ -132,7 +133,9 @@ def _live(slug: str) -> dict:
         "sent": counts["sent"], "queued": counts["queued"] + counts["sending"], "deferred": counts["deferred"],
         "failed": counts["failed"] + counts["bounced"], "skipped": counts["skipped"],
         "percent": round(100 * progress.done / progress.total, 1) if progress.total else 0.0,
-        "rate": round(progress.rate_per_second, 1),
+        "rate_per_second": round(progress.rate_per_second, 3),
+        "rate": (f"{progress.rate_per_second:,.1f}/s" if progress.rate_per_second >= 1
+                 else f"{progress.sent_last_minute}/min"),
         "eta": _duration(progress.eta_seconds) if progress.eta_seconds else "",
         "reason": (row["last_error"] or "") if row else "",
     }
@@ -301,9 +304,10 @@ def report_csv(slug: str) -> Response:
     """The whole delivery log with the columns of `newsletter report --csv`, streamed in chunks."""
     if campaign_state.get(database(), slug) is None:
         abort(404)
-    db = database()  # closed at the end of the request, which for a stream is after its last chunk
+    path = state().config.database
 
-    def chunks():
+    def chunks():  # its own connection: the request's is closed before a streamed body is read
+        db = connect(path, migrate_schema=False)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(deliveries.EXPORT_COLUMNS)
@@ -315,9 +319,10 @@ def report_csv(slug: str) -> Response:
                 yield buffer.getvalue()
                 buffer.seek(0)
                 buffer.truncate()
+        db.conn.close()
         yield buffer.getvalue()
 
-    return Response(stream_with_context(chunks()), mimetype="text/csv", headers={
+    return Response(chunks(), mimetype="text/csv", headers={
         "Content-Disposition": f'attachment; filename="{slug}-deliveries.csv"'})
 
 

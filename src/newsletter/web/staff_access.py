@@ -5,8 +5,9 @@ as /preview always was. With it, everyone logs in, from anywhere. The setting ho
 (`newsletter staff set-password` writes it); the password itself is never stored.
 
 The session is a cookie signed with the secret key, carrying a random session id, when it was issued and
-a fingerprint of the password hash (changing the password ends every session). It is HttpOnly,
-SameSite=Lax, and Secure whenever the page was served over https. Every staff form carries a CSRF token
+a fingerprint of the password hash (changing the password ends every session). A logged-in session also
+has a row in staff_sessions, which a logout ends for good. The cookie is HttpOnly, SameSite=Lax, and
+Secure whenever the page was served over https. Every staff form carries a CSRF token
 bound to that session id, so another site cannot make a staff member's browser press a button; the
 cookie exists (unauthenticated) even in localhost mode for that reason.
 """
@@ -21,11 +22,11 @@ from dataclasses import dataclass
 from flask import Blueprint, Response, g, redirect, request, url_for
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from ..clock import Clock
+from ..clock import Clock, utc_iso
 from ..signing import BadToken
 from .client import client_address, is_local_request, request_is_https
 from .pages import PageError, render_page
-from .state import state
+from .state import database, state
 from .tokens import form_token, form_token_is_valid, read_dated, sign_dated
 
 blueprint = Blueprint("staff_access", __name__, url_prefix="/staff")
@@ -72,11 +73,16 @@ def current_session() -> StaffSession:
             value = dated.value
             if (isinstance(value, dict) and isinstance(value.get("s"), str)
                     and 0 <= dated.age_seconds <= SESSION_MAX_AGE and value.get("p") == _fingerprint()):
-                session = StaffSession(value["s"], bool(value.get("a")))
+                session = StaffSession(value["s"], bool(value.get("a")) and _is_open(value["s"]))
         except BadToken:
             pass
     g.staff_session = session or StaffSession(secrets.token_urlsafe(18), False, new=True)
     return g.staff_session
+
+
+def _is_open(sid: str) -> bool:
+    return database().execute("SELECT 1 FROM staff_sessions WHERE sid = ? AND ended_at IS NULL",
+                              [sid]).fetchone() is not None
 
 
 def _issue(session: StaffSession) -> None:
@@ -185,12 +191,17 @@ def login_submit() -> Response:
         return render_page("staff/login.html", "en", status=401, csrf_token=csrf_token(), next=target,
                            error="That password is not right.")
     throttle.succeeded(address)
-    _issue(StaffSession(secrets.token_urlsafe(18), True))  # a new id: a planted cookie gains nothing
+    sid = secrets.token_urlsafe(18)  # a new id: a planted cookie gains nothing
+    database().execute("INSERT INTO staff_sessions (sid, created_at) VALUES (?, ?)",
+                       [sid, utc_iso(state().clock.now())])
+    _issue(StaffSession(sid, True))
     return redirect(target, code=303)
 
 
 @blueprint.post("/logout")
 def logout() -> Response:
     check_csrf()
+    database().execute("UPDATE staff_sessions SET ended_at = ? WHERE sid = ? AND ended_at IS NULL",
+                       [utc_iso(state().clock.now()), current_session().sid])
     _issue(StaffSession(secrets.token_urlsafe(18), False))
     return redirect(url_for("staff_access.login") if password_is_set() else url_for("staff.dashboard"), code=303)

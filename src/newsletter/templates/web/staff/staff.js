@@ -11,7 +11,7 @@
         var set = function (name, text) { var el = box.querySelector('[data-field="' + name + '"]'); if (el) { el.textContent = text; } };
         set("state", c.state); set("percent", c.percent + " %"); set("sent", number(c.sent));
         set("queued", number(c.queued)); set("deferred", number(c.deferred)); set("failed", number(c.failed));
-        set("rate", c.rate + "/s"); set("eta", c.eta || "–"); set("reason", c.reason);
+        set("rate", c.rate); set("eta", c.eta || "–"); set("reason", c.reason);
         var state = box.querySelector('[data-field="state"]'); if (state) { state.className = "state state-" + c.state; }
         var bar = box.querySelector('[data-field="bar"]'); if (bar) { bar.style.width = c.percent + "%"; }
         var meter = box.querySelector('[role="progressbar"]'); if (meter) { meter.setAttribute("aria-valuenow", c.percent); }
