@@ -76,7 +76,7 @@ def test_relative_paths_are_resolved_against_the_config_files_folder(tmp_path, m
     assert config.dkim.private_key_file == folder / "keys" / "dkim.pem"
     assert config.digest.articles_dir == folder / "articles"
     assert config.campaigns_dir == folder / "campaigns"
-    assert config.templates_dir == folder / "templates"
+    assert config.templates_dir is None  # not named: the packaged templates only
 
 
 def test_defaults_sit_beside_the_config_file_and_a_relative_maildir_too(tmp_path):
@@ -200,7 +200,7 @@ def test_two_inits_write_different_secrets_and_init_never_overwrites(tmp_path):
     assert load_config(first, environ={}).secret_key != load_config(second, environ={}).secret_key
     before = first.read_text(encoding="utf-8")
     result = run_init(first)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input
     assert " ".join(result.output.split()) == (
         f"Error: {first} already exists; remove it or pass another --config path")
     assert first.read_text(encoding="utf-8") == before
@@ -254,6 +254,6 @@ def test_a_command_run_where_there_is_no_config_says_so_and_creates_no_database(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["segments", "count", "status:active"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input
     assert "no newsletter.toml in" in result.output and "newsletter init" in result.output
     assert list(tmp_path.iterdir()) == []
