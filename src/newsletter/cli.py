@@ -299,8 +299,9 @@ def subscribers_export(app, segment, output):
 @pass_app
 def subscribers_show(app, email):
     """Show one subscriber: status, country, language, interests and consent record."""
-    from . import subscribers
     from rich.table import Table
+
+    from . import subscribers
 
     data = subscribers.export_person(app.db, email)
     person = data.get("subscriber")
@@ -398,8 +399,9 @@ def segments_save(app, name, expression):
 @pass_app
 def segments_list(app):
     """List saved segments with their current size."""
-    from . import segments
     from rich.table import Table
+
+    from . import segments
 
     table = Table("name", "expression", "subscribers", "saved")
     for row in segments.saved_segments(app.db):
@@ -433,8 +435,9 @@ def suppressions_group():
 @pass_app
 def suppressions_list(app, reason):
     """List suppressed addresses with their reason and date."""
-    from . import suppressions
     from rich.table import Column, Table
+
+    from . import suppressions
 
     table = Table(Column("email", no_wrap=True), Column("reason", no_wrap=True), "source",
                   Column("since", no_wrap=True))
@@ -452,7 +455,6 @@ def suppressions_list(app, reason):
 def suppressions_add(app, email, reason, note):
     """Never mail EMAIL again (its subscriber, if any, is marked accordingly)."""
     from . import subscribers, suppressions
-
     from .normalize import normalize_email
 
     address = normalize_email(email)
@@ -469,7 +471,6 @@ def suppressions_add(app, email, reason, note):
 def suppressions_remove(app, email):
     """Allow EMAIL to be mailed again (its subscriber must still opt in again to become active)."""
     from . import suppressions
-
     from .normalize import normalize_email
 
     if not suppressions.unsuppress(app.db, normalize_email(email)):
@@ -543,7 +544,7 @@ def campaign_new(app, slug, title):
 
     folder = new_campaign(app.config.campaigns_dir, slug, datetime.now(app.config.tz), title)
     console.print(f"Made {folder}: edit campaign.toml and replace first-article.md with your articles, "
-                  f"then `newsletter campaign build {slug}`.", highlight=False)
+                  f"then `newsletter campaign build {slug}`.", highlight=False, soft_wrap=True)
 
 
 @campaign_group.command("build")
@@ -553,9 +554,9 @@ def campaign_new(app, slug, title):
 @pass_app
 def campaign_build(app, slug, out):
     """Validate a campaign and write its rendered HTML and text, per language, for review."""
-    from . import segments
     from rich.table import Table
 
+    from . import segments
     from .db import LANGUAGES
     from .interests import Taxonomy
     from .render import IssueRenderer, render_campaign_files
@@ -564,11 +565,12 @@ def campaign_build(app, slug, out):
     renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
     out = out or Path(app.config.database).parent / "build" / slug
     written = render_campaign_files(renderer, out, LANGUAGES)
-    table = Table("file", "size")
+    table = Table("file", "size", title=f"written to {out}")
     for path in written:
-        table.add_row(str(path), f"{path.stat().st_size / 1024:.1f} KB")
+        table.add_row(path.name, f"{path.stat().st_size / 1024:.1f} KB")
     console.print(table)
-    console.print(f"{len(campaign.articles)} articles; segment {campaign.segment} "
+    count = len(campaign.articles)
+    console.print(f"{count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
                   f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
     for warning in renderer.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -581,7 +583,6 @@ def campaign_build(app, slug, out):
 def campaign_render(app, slug, email):
     """Print the complete message (headers and both parts) one subscriber would receive."""
     from . import subscribers
-
     from .clock import SystemClock
     from .interests import Taxonomy
     from .sender import Composer
@@ -867,8 +868,7 @@ def bounces_process(app, mailbox):
 def demo(folder, slug):
     """Import the sample subscribers, build the sample issue and send it to a local SMTP server that writes
     every message it receives into a Maildir. Nothing leaves this machine."""
-    from . import csvimport
-    from . import demo as demo_setup
+    from . import csvimport, demo as demo_setup
     from .db import LANGUAGES
     from .interests import Taxonomy
     from .mailsink import start_sink

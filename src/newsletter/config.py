@@ -167,9 +167,10 @@ def _check(spec, value, where: str):
     kind = spec.type
     meta = spec.metadata
     wanted = type_name(kind)
+    written = value
 
     def wrong(expected: str = "") -> ConfigError:
-        return ConfigError(f"{where} {spec.name} = {value!r}: expected {expected or wanted}"
+        return ConfigError(f"{where} {spec.name} = {written!r}: expected {expected or wanted}"
                            + (f", e.g. {spec.name} = {meta['example']}" if meta.get("example") else ""))
 
     if kind == "int":
