@@ -16,6 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET_KEY"
 SMTP_ENV = "NEWSLETTER_SMTP_URL"
+WEBHOOK_SECRET_ENV = {
+    "postmark_password": "NEWSLETTER_POSTMARK_PASSWORD",
+    "sendgrid_public_key": "NEWSLETTER_SENDGRID_PUBLIC_KEY",
+    "mailgun_signing_key": "NEWSLETTER_MAILGUN_SIGNING_KEY",
+}
 DEFAULT_CONFIG_NAME = "newsletter.toml"
 
 
@@ -47,6 +52,21 @@ class BounceSettings:
     mailbox: str = ""  # maildir:///path, imap://user:pass@host/INBOX, pop3://...
     soft_threshold: int = 3
     soft_window_days: int = 30
+    review_folder: str = "review"  # where reports that matched nobody go; "" leaves them in the mailbox
+    match_plain_address: bool = True  # a report without VERP may name its subscriber by address
+
+
+@dataclass
+class WebhookSettings:
+    """Event webhooks of email service providers (POST /hooks/<provider>); a provider without its
+    secret refuses every request."""
+
+    ses_topic_arns: list[str] = field(default_factory=list)  # SNS topics whose messages we accept
+    postmark_user: str = ""
+    postmark_password: str = ""  # or $NEWSLETTER_POSTMARK_PASSWORD
+    sendgrid_public_key: str = ""  # the verification key (base64 DER or PEM); or $NEWSLETTER_SENDGRID_PUBLIC_KEY
+    mailgun_signing_key: str = ""  # or $NEWSLETTER_MAILGUN_SIGNING_KEY
+    max_age_seconds: int = 900  # older signed timestamps are refused as replays
 
 
 @dataclass
@@ -88,6 +108,7 @@ class Config:
     bounces: BounceSettings = field(default_factory=BounceSettings)
     web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -115,6 +136,7 @@ _SECTIONS = {
     "bounces": BounceSettings,
     "web": WebSettings,
     "digest": DigestSettings,
+    "webhooks": WebhookSettings,
 }
 _NOT_SETTINGS = {"path", *_SECTIONS}  # filled in by load_config, not written in a [newsletter] table
 _PATH_FIELDS = {"database", "campaigns_dir", "templates_dir", "log_file", "private_key_file", "articles_dir"}
@@ -164,6 +186,8 @@ def load_config(path: str | Path | None = None, environ: dict | None = None) -> 
         config.smtp_url = "maildir://" + str((base / config.smtp_url[len("maildir://"):]).resolve())
     config.secret_key = environ.get(SECRET_ENV) or config.secret_key
     config.smtp_url = environ.get(SMTP_ENV) or config.smtp_url
+    for name, variable in WEBHOOK_SECRET_ENV.items():
+        setattr(config.webhooks, name, environ.get(variable) or getattr(config.webhooks, name))
     return config
 
 
