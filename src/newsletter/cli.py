@@ -841,20 +841,53 @@ def bounces_group():
 @click.option("--mailbox", help="maildir:///path, imaps://user:pass@host/INBOX or pop3s://... (default: config).")
 @pass_app
 def bounces_process(app, mailbox):
-    """Read bounces (RFC 3464 and the rest) and complaints (ARF), and apply the suppression policy."""
-    from rich.table import Table
-
+    """Read bounces (RFC 3464 and the rest) and complaints (ARF), and apply the suppression policy.
+    Prints one line per subscriber whose state changed; reports that match nobody are kept for review."""
     from .bounces import process_mailbox
 
-    summary = process_mailbox(app.db, app.config, mailbox)
+    _print_bounce_summary(process_mailbox(app.db, app.config, mailbox))
+
+
+@bounces_group.command("unmatched")
+@click.option("--reprocess", is_flag=True, help="Run every kept report through the policy again (after an import, "
+              "a config change or a fix); the ones that now match are handled and removed from the list.")
+@pass_app
+def bounces_unmatched(app, reprocess):
+    """Reports that named no delivery or subscriber we know, or could not be read: kept, not lost."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    from .bounces import reprocess_reviews, unmatched_reports
+
+    if reprocess:
+        _print_bounce_summary(reprocess_reviews(app.db, app.config))
+    table = Table("id", "first seen", "sender", "subject", "recipients found", "reason", title="Kept for review")
+    count = 0
+    for row in unmatched_reports(app.db):
+        count += 1
+        table.add_row(str(row["id"]), row["first_seen"][:16], escape(row["sender"] or "?"), escape(row["subject"]),
+                      escape(row["recipients"] or "-"), escape(row["reason"]))
+    if count:
+        console.print(table)
+    else:
+        console.print("No report is waiting for review.")
+
+
+def _print_bounce_summary(summary) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table("kind", "messages", title=f"{summary.read} messages read")
     for kind, count in sorted(summary.by_kind.items()):
         table.add_row(kind, str(count))
     console.print(table)
     for action in summary.actions:
-        console.print(action, highlight=False)
+        console.print(escape(action), highlight=False)
+    if summary.logged:
+        console.print(f"{summary.logged} events logged without changing anyone's state.")
     if summary.unmatched:
-        console.print(f"{summary.unmatched} bounces named no delivery or subscriber we know.")
+        console.print(f"{summary.unmatched} reports matched no delivery or subscriber: kept for review "
+                      "(newsletter bounces unmatched).")
 
 
 # --- demo --------------------------------------------------------------------------------------------

@@ -16,6 +16,11 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 CONFIG_ENV = "NEWSLETTER_CONFIG"
 SECRET_ENV = "NEWSLETTER_SECRET_KEY"
 SMTP_ENV = "NEWSLETTER_SMTP_URL"
+WEBHOOK_SECRET_ENV = {
+    "postmark_password": "NEWSLETTER_POSTMARK_PASSWORD",
+    "sendgrid_public_key": "NEWSLETTER_SENDGRID_PUBLIC_KEY",
+    "mailgun_signing_key": "NEWSLETTER_MAILGUN_SIGNING_KEY",
+}
 DEFAULT_CONFIG_NAME = "newsletter.toml"
 
 
@@ -64,6 +69,27 @@ class BounceSettings:
                            "pop3s://user:pass@host.", secret=True)
     soft_threshold: int = setting(3, "Soft bounces within soft_window_days that suppress an address.", minimum=1)
     soft_window_days: int = setting(30, "The window, in days, for counting soft bounces.", minimum=1)
+    review_folder: str = setting("review", "Mailbox folder for reports that matched nobody or could not be "
+                                 "classified (also listed by `newsletter bounces unmatched`); empty: they stay "
+                                 "where they are.")
+    match_plain_address: bool = setting(True, "Let a report without a VERP address name its subscriber by "
+                                        "address (then only a hard, final bounce suppresses; docs/bounces.md).")
+
+
+@dataclass
+class WebhookSettings:
+    """Event webhooks of email service providers (POST /hooks/<provider>); a provider without its
+    secret refuses every request."""
+
+    ses_topic_arns: list[str] = setting([], "Amazon SNS topics whose bounce and complaint messages are accepted.",
+                                        example='["arn:aws:sns:us-east-1:123456789012:ses-events"]')
+    postmark_user: str = setting("", "The basic-auth user Postmark's webhook sends.")
+    postmark_password: str = setting("", "Its password. Also $NEWSLETTER_POSTMARK_PASSWORD.", secret=True)
+    sendgrid_public_key: str = setting("", "SendGrid's signed event webhook verification key (base64 DER or "
+                                       "PEM). Also $NEWSLETTER_SENDGRID_PUBLIC_KEY.", secret=True)
+    mailgun_signing_key: str = setting("", "Mailgun's webhook signing key. Also $NEWSLETTER_MAILGUN_SIGNING_KEY.",
+                                       secret=True)
+    max_age_seconds: int = setting(900, "Signed timestamps older than this are refused as replays.", minimum=1)
 
 
 @dataclass
@@ -120,6 +146,7 @@ class Config:
     bounces: BounceSettings = field(default_factory=BounceSettings)
     web: WebSettings = field(default_factory=WebSettings)
     digest: DigestSettings = field(default_factory=DigestSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -147,6 +174,7 @@ SECTIONS = {
     "bounces": BounceSettings,
     "web": WebSettings,
     "digest": DigestSettings,
+    "webhooks": WebhookSettings,
 }
 _NOT_SETTINGS = {"path", *SECTIONS}  # filled in by load_config, not written in a [newsletter] table
 
@@ -158,8 +186,8 @@ def settings_of(cls) -> list:
 
 def type_name(annotation: str) -> str:
     """How docs and error messages name a setting's type."""
-    return {"int": "integer", "float": "number", "str": "text", "Path": "path", "Path | None": "path",
-            "list[str]": "list of text"}[annotation]
+    return {"int": "integer", "float": "number", "str": "text", "bool": "true/false", "Path": "path",
+            "Path | None": "path", "list[str]": "list of text"}[annotation]
 
 
 def _check(spec, value, where: str):
@@ -180,6 +208,9 @@ def _check(spec, value, where: str):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise wrong("a number")
         value = float(value)
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise wrong("true or false, without quotes")
     elif kind in ("str", "Path", "Path | None"):
         if not isinstance(value, str):
             raise wrong("text in quotes")
@@ -247,6 +278,8 @@ def load_config(path: str | Path | None = None, environ: dict | None = None) -> 
         config.smtp_url = "maildir://" + str((base / config.smtp_url[len("maildir://"):]).resolve())
     config.secret_key = environ.get(SECRET_ENV) or config.secret_key
     config.smtp_url = environ.get(SMTP_ENV) or config.smtp_url
+    for name, variable in WEBHOOK_SECRET_ENV.items():
+        setattr(config.webhooks, name, environ.get(variable) or getattr(config.webhooks, name))
     return config
 
 
@@ -291,6 +324,8 @@ selector = ""              # the DNS TXT record is <selector>._domainkey.<domain
 mailbox = ""               # maildir:///var/mail/bounces or imap://user:pass@host/INBOX
 soft_threshold = 3
 soft_window_days = 30
+# review_folder = "review"   # reports that matched nobody; `newsletter bounces unmatched`
+# match_plain_address = true
 
 [web]
 host = "127.0.0.1"
@@ -303,6 +338,14 @@ rules = ["first tuesday of each month at 09:00 America/Port_of_Spain"]
 articles_dir = "articles"
 segment = "status:active"
 # template = "digest"
+
+[webhooks]                 # bounce and complaint events from an email service (POST /hooks/<provider>)
+# ses_topic_arns = ["arn:aws:sns:us-east-1:123456789012:ses-events"]
+# postmark_user = ""
+# postmark_password = ""   # better: $NEWSLETTER_POSTMARK_PASSWORD
+# sendgrid_public_key = "" # better: $NEWSLETTER_SENDGRID_PUBLIC_KEY
+# mailgun_signing_key = "" # better: $NEWSLETTER_MAILGUN_SIGNING_KEY
+# max_age_seconds = 900
 """
 
 
