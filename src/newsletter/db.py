@@ -162,6 +162,39 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _v3(db: sqlite_utils.Database) -> None:
+    """Returned mail (see docs/bounces.md): how each bounce event was tied to its subscriber (a plain
+    address match does not count towards the soft-bounce threshold); Message-IDs looked up when a report
+    has no VERP address; reports that matched nobody, kept for review; provider webhook events already
+    handled, so that a replay changes nothing."""
+    _execute_all(
+        db,
+        """
+        ALTER TABLE bounce_events ADD COLUMN matched_by TEXT NOT NULL DEFAULT '';
+        CREATE INDEX deliveries_message_id ON deliveries (message_id) WHERE message_id IS NOT NULL;
+        CREATE TABLE bounce_reviews (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            mailbox_key TEXT NOT NULL,
+            sender TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL DEFAULT '',
+            recipients TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            message BLOB NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        CREATE TABLE webhook_events (
+            provider TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, event_id)
+        )
+        """,
+    )
+
+
+def _v4(db: sqlite_utils.Database) -> None:
     """What the staff pages chart and tell, kept cheap to read at a million rows:
 
     - campaign_history: one row per state change (written by campaign_state), so a campaign page can say
@@ -204,7 +237,7 @@ def _v3(db: sqlite_utils.Database) -> None:
 
 
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
 
 
 SEGMENT_INDEX = "CREATE INDEX IF NOT EXISTS subscribers_segment ON subscribers (status, country, language, interests)"
