@@ -702,7 +702,8 @@ def bounces_unmatched(app, reprocess):
 
     if reprocess:
         _print_bounce_summary(reprocess_reviews(app.db, app.config))
-    table = Table("id", "first seen", "sender", "subject", "recipients found", "reason", title="Kept for review")
+    table = Table("id", "first seen", *(Column(name, overflow="fold") for name in ("sender", "subject",
+                  "recipients found", "reason")), title="Kept for review")
     count = 0
     for row in unmatched_reports(app.db):
         count += 1
