@@ -855,7 +855,7 @@ def bounces_process(app, mailbox):
 def bounces_unmatched(app, reprocess):
     """Reports that named no delivery or subscriber we know, or could not be read: kept, not lost."""
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from .bounces import reprocess_reviews, unmatched_reports
 
