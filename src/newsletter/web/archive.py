@@ -1,14 +1,15 @@
 """/archive/<slug>/<lang>: the "view in browser" page of every mail, the same for everyone.
 
 It shows the whole issue (every section) with a neutral greeting and no personal links: anyone can open
-this address, so nothing in it may act on a subscriber.
+this address, so nothing in it may act on a subscriber. Only issues that went out to someone are shown:
+a draft or a scheduled issue (whose name is easy to guess) gets the same 404 as an unknown name.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, url_for
 
-from ..campaigns import CampaignError
+from ..campaigns import Campaign, CampaignError
 from ..db import LANGUAGES
 from ..i18n import gettext_for
 from ..interests import Taxonomy
@@ -23,16 +24,27 @@ ARCHIVE_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'un
                   "base-uri 'none'; form-action 'none'")
 
 
-@blueprint.get("/archive/<slug>/<lang>")
-def issue(slug: str, lang: str) -> Response:
-    if lang not in LANGUAGES:
+def was_sent(slug: str) -> bool:
+    """At least one delivery of the campaign has been sent (so its readers may open it here)."""
+    return database().execute("SELECT EXISTS (SELECT 1 FROM deliveries WHERE campaign = ? AND status = 'sent')",
+                              [slug]).fetchone()[0] == 1
+
+
+def published_campaign(slug: str, lang: str) -> Campaign:
+    """The campaign behind an archive URL, or the one 404 page for every reason it cannot be shown."""
+    if lang not in LANGUAGES or not was_sent(slug):
         raise PageError(404, "not_found")
-    config = state().config
     try:
-        campaign = find_campaign(config, slug)
+        return find_campaign(state().config, slug)
     except CampaignError as error:
         current_app.logger.error("archive page for %s: %s", slug, error)
         raise PageError(404, "not_found") from None
+
+
+@blueprint.get("/archive/<slug>/<lang>")
+def issue(slug: str, lang: str) -> Response:
+    config = state().config
+    campaign = published_campaign(slug, lang)
     taxonomy = Taxonomy.load(database())
     variant = IssueRenderer(campaign, config, taxonomy).variant(lang, frozenset(taxonomy.slugs), "")
     _ = gettext_for(lang, "web")

@@ -22,13 +22,16 @@ from ..suppressions import is_suppressed
 from ..unsubscribe_requests import FINAL_STATUSES, unsubscribe_subscriber
 from .countries import LANGUAGE_NAMES, country_choices
 from .pages import PageError, render_page
+from .subscribe import mail_confirmation
+from .unsubscribe import TEST_RECIPIENT_ID, test_link_page
 from .state import database, state
 from .tokens import form_token, form_token_is_valid
 
 blueprint = Blueprint("preferences", __name__)
 
 PAUSE_MONTHS = (1, 2, 3)
-DONE_KINDS = ("saved", "paused", "resumed", "unsubscribed")
+DONE_KINDS = ("saved", "paused", "resumed", "unsubscribed", "confirm_sent")
+RESUBSCRIBE_SOURCE = "preference centre: subscribe again"
 
 
 def months_later(moment: datetime, months: int) -> datetime:
@@ -47,6 +50,13 @@ def _subscriber(token: str) -> dict:
     if subscriber is None:
         raise PageError(404, "invalid_link")
     return subscriber
+
+
+def _test_link(token: str) -> bool:
+    try:
+        return state().signer.unsign(token, PREFERENCES) == TEST_RECIPIENT_ID
+    except BadToken:
+        return False
 
 
 def _purpose(subscriber: dict) -> str:
@@ -75,13 +85,27 @@ def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", er
     )
 
 
+def _mail_resubscription(subscriber_id: int) -> None:
+    subscriber = get_by_id(database(), subscriber_id)
+    if subscriber is None or subscriber["status"] != "unsubscribed":
+        return
+    taxonomy = Taxonomy.load(database())
+    mail_confirmation(subscriber, name=subscriber["name"], country=subscriber["country"],
+                      language=subscriber["language"] or "en",
+                      interests=taxonomy.slugs_in(subscriber["interests"]), source=RESUBSCRIBE_SOURCE)
+
+
 @blueprint.get("/p/<token>")
 def show(token: str) -> Response:
+    if _test_link(token):
+        return test_link_page("preferences")
     return _page(token, _subscriber(token), done=request.args.get("done", ""))
 
 
 @blueprint.post("/p/<token>")
 def change(token: str) -> Response:
+    if _test_link(token):
+        return test_link_page("preferences")
     subscriber = _subscriber(token)
     lang = subscriber["language"] or "en"
     if not form_token_is_valid(state().signer, request.form.get("form_token"), _purpose(subscriber), state().clock):
@@ -106,8 +130,12 @@ def change(token: str) -> Response:
     elif action == "resume":
         if subscriber["status"] not in ("paused", "unsubscribed") or is_suppressed(db, subscriber["email"]):
             return _page(token, subscriber, status=400, error="cannot_resume")
-        set_status(db, subscriber["id"], "active", clock=clock)
-        done = "resumed"
+        if subscriber["status"] == "unsubscribed":  # a new subscription: a new opt-in and a new consent record
+            state().background.submit(_mail_resubscription, subscriber["id"])
+            done = "confirm_sent"
+        else:
+            set_status(db, subscriber["id"], "active", clock=clock)
+            done = "resumed"
     elif action == "unsubscribe":
         unsubscribe_subscriber(db, subscriber, clock=clock)
         done = "unsubscribed"

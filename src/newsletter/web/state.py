@@ -15,6 +15,7 @@ from ..signing import Signer
 from .throttle import Throttle
 
 if TYPE_CHECKING:
+    from .background import Background
     from .staff_access import LoginThrottle
 
 EXTENSION_KEY = "newsletter"
@@ -27,6 +28,7 @@ class WebState:
     signer: Signer
     subscribe_throttle: Throttle
     login_throttle: "LoginThrottle"
+    background: "Background | None" = None  # set by create_app
 
 
 def state() -> WebState:

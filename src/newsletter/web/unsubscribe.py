@@ -9,16 +9,21 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, request, url_for
 
-from ..signing import PREFERENCES, BadToken
+from ..signing import PREFERENCES, UNSUBSCRIBE, BadToken
 from ..unsubscribe_requests import subscriber_for_token, unsubscribe_subscriber
 from .pages import PageError, render_page
 from .state import database, state
 
 blueprint = Blueprint("unsubscribe", __name__)
 
+TEST_RECIPIENT_ID = 0  # the id test sends sign their links for (preview.py, sender.send_test)
 
-def _subscriber(token: str) -> dict:
+
+def _subscriber(token: str) -> dict | None:
+    """The subscriber the link names; None for the links of a test mail (signed for id 0, nobody)."""
     try:
+        if state().signer.unsign(token, UNSUBSCRIBE) == TEST_RECIPIENT_ID:
+            return None
         subscriber = subscriber_for_token(database(), state().signer, token)
     except BadToken:
         raise PageError(404, "invalid_link") from None
@@ -27,9 +32,16 @@ def _subscriber(token: str) -> dict:
     return subscriber
 
 
+def test_link_page(kind: str) -> Response:
+    """What the links of a test mail open: a plain statement that they act on nobody."""
+    return render_page("test_link.html", "en", kind=kind)
+
+
 @blueprint.get("/u/<token>")
 def ask(token: str) -> Response:
     subscriber = _subscriber(token)
+    if subscriber is None:
+        return test_link_page("unsubscribe")
     return render_page("unsubscribe.html", subscriber["language"] or "en", subscriber=subscriber,
                        already=subscriber["status"] in ("unsubscribed", "bounced", "complained"),
                        action_url=url_for(".confirm", token=token))
@@ -39,6 +51,8 @@ def ask(token: str) -> Response:
 def confirm(token: str) -> Response:
     subscriber = _subscriber(token)
     request.get_data()  # drain the body (either encoding; its content changes nothing) so keep-alive stays in step
+    if subscriber is None:
+        return test_link_page("unsubscribe")
     unsubscribe_subscriber(database(), subscriber, clock=state().clock)
     preferences = state().signer.sign(subscriber["id"], PREFERENCES)
     return render_page("unsubscribed.html", subscriber["language"] or "en", subscriber=subscriber,
