@@ -20,7 +20,7 @@ from . import archive, preferences, preview, staff, staff_access, subscribe, uns
 from .background import Background
 from .pages import PageError, problem_page
 from .staff_access import LoginThrottle, write_session_cookie
-from .state import EXTENSION_KEY, WebState, close_database
+from .state import EXTENSION_KEY, ConnectionPool, WebState, close_database
 from .throttle import Throttle
 
 MAX_FORM_BYTES = 256 * 1024
@@ -39,6 +39,7 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     web_state = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
     web_state.background = Background(app)
+    web_state.pool = ConnectionPool(config.database)
     app.extensions[EXTENSION_KEY] = web_state
     for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff):
         app.register_blueprint(module.blueprint)

@@ -12,11 +12,10 @@ from flask import Blueprint, Response, current_app, url_for
 from ..campaigns import Campaign, CampaignError
 from ..db import LANGUAGES
 from ..i18n import gettext_for
-from ..interests import Taxonomy
 from ..render import IssueRenderer, greeting
 from .issues import find_campaign
 from .pages import PageError
-from .state import database, state
+from .state import current_taxonomy, database, state
 
 blueprint = Blueprint("archive", __name__)
 
@@ -45,7 +44,7 @@ def published_campaign(slug: str, lang: str) -> Campaign:
 def issue(slug: str, lang: str) -> Response:
     config = state().config
     campaign = published_campaign(slug, lang)
-    taxonomy = Taxonomy.load(database())
+    taxonomy = current_taxonomy()
     variant = IssueRenderer(campaign, config, taxonomy).variant(lang, frozenset(taxonomy.slugs), "")
     _ = gettext_for(lang, "web")
     html, _plain = variant.fill({

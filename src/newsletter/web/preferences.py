@@ -14,17 +14,16 @@ from flask import Blueprint, Response, redirect, request, url_for
 
 from ..clock import parse_utc
 from ..db import LANGUAGES
-from ..interests import Taxonomy
 from ..normalize import InvalidValue
 from ..signing import PREFERENCES, BadToken
 from ..subscribers import SubscriberError, get_by_id, set_status, update_preferences
 from ..suppressions import is_suppressed
 from ..unsubscribe_requests import FINAL_STATUSES, unsubscribe_subscriber
-from .countries import LANGUAGE_NAMES, country_choices
+from .countries import LANGUAGE_NAMES, country_options
 from .pages import PageError, render_page
 from .subscribe import mail_confirmation
 from .unsubscribe import TEST_RECIPIENT_ID, test_link_page
-from .state import database, state
+from .state import current_taxonomy, database, state
 from .tokens import form_token, form_token_is_valid
 
 blueprint = Blueprint("preferences", __name__)
@@ -65,9 +64,8 @@ def _purpose(subscriber: dict) -> str:
 
 def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", error: str = "") -> Response:
     lang = subscriber["language"] or "en"
-    taxonomy = Taxonomy.load(database())
+    taxonomy = current_taxonomy()
     chosen = set(taxonomy.slugs_in(subscriber["interests"]))
-    region, others = country_choices(lang)
     paused_until = parse_utc(subscriber["paused_until"]).date() if subscriber["paused_until"] else None
     return render_page(
         "preferences.html", lang, status=status,
@@ -75,7 +73,7 @@ def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", er
         action_url=url_for(".change", token=token),
         form_token=form_token(state().signer, _purpose(subscriber), state().clock),
         interests=[(slug, taxonomy.label(slug, lang), slug in chosen) for slug in taxonomy.slugs],
-        region_countries=region, other_countries=others,
+        country_options=country_options(lang, subscriber["country"]),
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         pause_months=PAUSE_MONTHS, paused_until=paused_until,
         can_resume=subscriber["status"] in ("paused", "unsubscribed") and not is_suppressed(database(),
@@ -89,7 +87,7 @@ def _mail_resubscription(subscriber_id: int) -> None:
     subscriber = get_by_id(database(), subscriber_id)
     if subscriber is None or subscriber["status"] != "unsubscribed":
         return
-    taxonomy = Taxonomy.load(database())
+    taxonomy = current_taxonomy()
     mail_confirmation(subscriber, name=subscriber["name"], country=subscriber["country"],
                       language=subscriber["language"] or "en",
                       interests=taxonomy.slugs_in(subscriber["interests"]), source=RESUBSCRIBE_SOURCE)

@@ -29,9 +29,9 @@ from ..subscribers import Consent, SubscriberError, activate, add, get, get_by_i
 from ..suppressions import email_hash, is_suppressed
 from .client import client_address
 from .confirmation import confirmation_message, send_confirmation
-from .countries import LANGUAGE_NAMES, country_choices
+from .countries import LANGUAGE_NAMES, country_options
 from .pages import PageError, render_page, visitor_language
-from .state import database, state
+from .state import current_taxonomy, database, state
 from .tokens import CONFIRM_MAX_AGE, read_dated, sign_dated
 
 blueprint = Blueprint("subscribe", __name__)
@@ -75,13 +75,12 @@ def _read_form(taxonomy: Taxonomy, lang: str) -> Submission:
 
 
 def _form_page(lang: str, entry: Submission, status: int = 200) -> Response:
-    taxonomy = Taxonomy.load(database())
-    region, others = country_choices(lang)
+    taxonomy = current_taxonomy()
     return render_page(
         "subscribe.html", lang, status=status, entry=entry, honeypot=HONEYPOT,
         action_url=url_for(".submit", lang=lang),
         interests=[(slug, taxonomy.label(slug, lang), slug in entry.interests) for slug in taxonomy.slugs],
-        region_countries=region, other_countries=others,
+        country_options=country_options(lang, entry.country),
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         consent_wording=consent_wording(lang),
     )
@@ -99,7 +98,7 @@ def submit() -> Response:
     lang = chosen if chosen in LANGUAGES else visitor_language()
     if request.form.get(HONEYPOT):
         return render_page("subscribe_done.html", lang)
-    entry = _read_form(Taxonomy.load(database()), lang)
+    entry = _read_form(current_taxonomy(), lang)
     if entry.errors:
         return _form_page(lang, entry, status=400)
     if not state().subscribe_throttle.allow(f"address:{entry.email}", f"ip:{client_address()}"):

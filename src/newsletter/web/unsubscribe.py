@@ -10,7 +10,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, request, url_for
 
 from ..signing import PREFERENCES, UNSUBSCRIBE, BadToken
-from ..unsubscribe_requests import subscriber_for_token, unsubscribe_subscriber
+from ..subscribers import get_by_id
+from ..unsubscribe_requests import unsubscribe_subscriber
 from .pages import PageError, render_page
 from .state import database, state
 
@@ -22,11 +23,12 @@ TEST_RECIPIENT_ID = 0  # the id test sends sign their links for (preview.py, sen
 def _subscriber(token: str) -> dict | None:
     """The subscriber the link names; None for the links of a test mail (signed for id 0, nobody)."""
     try:
-        if state().signer.unsign(token, UNSUBSCRIBE) == TEST_RECIPIENT_ID:
-            return None
-        subscriber = subscriber_for_token(database(), state().signer, token)
+        subscriber_id = state().signer.unsign(token, UNSUBSCRIBE)
     except BadToken:
         raise PageError(404, "invalid_link") from None
+    if subscriber_id == TEST_RECIPIENT_ID:
+        return None
+    subscriber = get_by_id(database(), subscriber_id) if type(subscriber_id) is int else None
     if subscriber is None:
         raise PageError(404, "invalid_link")
     return subscriber
