@@ -71,7 +71,8 @@ class Config:
     database: Path = Path("newsletter.db")
     campaigns_dir: Path = Path("campaigns")
     templates_dir: Path = Path("templates")
-    list_name: str = "LAC Internet Digest"
+    list_name: str = "LAC Internet Digest"  # in newsletter.toml also a table per language; this is English
+    list_names: dict[str, str] = field(default_factory=dict)  # list_name per language, from that table
     list_id: str = "digest.lac.example.org"
     sender_name: str = "LAC Bureau"
     sender_address: str = "news@lac.example.org"
@@ -79,6 +80,8 @@ class Config:
     bounce_address: str = ""  # bounces@domain; VERP inserts +token before the @
     unsubscribe_mailto: str = ""  # unsubscribe@domain for List-Unsubscribe mailto
     base_url: str = "http://127.0.0.1:8080"
+    postal_address: str = ""  # the bureau's postal address, in every issue's footer (CAN-SPAM and providers ask)
+    logo: Path | None = None  # a PNG, GIF or JPEG shown in every issue's header
     timezone: str = "UTC"
     smtp_url: str = "maildir://outbox"
     secret_key: str = ""
@@ -95,6 +98,10 @@ class Config:
             return ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"timezone {self.timezone!r} is not an IANA zone name, e.g. America/Port_of_Spain")
+
+    def list_name_for(self, lang: str) -> str:
+        """The list's name as readers of `lang` know it (list_name given per language), else the English one."""
+        return self.list_names.get(lang) or self.list_name
 
     @property
     def sender_domain(self) -> str:
@@ -116,8 +123,8 @@ _SECTIONS = {
     "web": WebSettings,
     "digest": DigestSettings,
 }
-_NOT_SETTINGS = {"path", *_SECTIONS}  # filled in by load_config, not written in a [newsletter] table
-_PATH_FIELDS = {"database", "campaigns_dir", "templates_dir", "log_file", "private_key_file", "articles_dir"}
+_NOT_SETTINGS = {"path", "list_names", *_SECTIONS}  # filled in by load_config, not written in a [newsletter] table
+_PATH_FIELDS = {"database", "campaigns_dir", "templates_dir", "log_file", "private_key_file", "articles_dir", "logo"}
 
 
 def _build(cls, values: dict, base: Path, where: str):
@@ -130,6 +137,25 @@ def _build(cls, values: dict, base: Path, where: str):
             value = (base / Path(value).expanduser()).resolve()
         kwargs[key] = value
     return cls(**kwargs)
+
+
+def _list_names(top: dict, where: str) -> dict[str, str]:
+    """list_name as a table per language ({en = "...", es = "..."}): English goes to list_name (List-Id)."""
+    from .db import LANGUAGES
+
+    value = top.get("list_name")
+    if not isinstance(value, dict):
+        return {}
+    unknown = [lang for lang in value if lang not in LANGUAGES]
+    if unknown:
+        raise ConfigError(f"{where}: list_name.{unknown[0]}: unknown language; use {', '.join(LANGUAGES)}")
+    bad = [lang for lang, text in value.items() if not isinstance(text, str) or not text.strip()]
+    if bad:
+        raise ConfigError(f"{where}: list_name.{bad[0]}: must be non-empty text in quotes")
+    if "en" not in value:
+        raise ConfigError(f"{where}: list_name.en: missing; English is required (other languages fall back to it)")
+    top["list_name"] = value["en"].strip()
+    return {lang: text.strip() for lang, text in value.items()}
 
 
 def load_config(path: str | Path | None = None, environ: dict | None = None) -> Config:
@@ -147,11 +173,13 @@ def load_config(path: str | Path | None = None, environ: dict | None = None) -> 
         raise ConfigError(f"config file {config_path} does not exist; `newsletter init` writes one")
     base = config_path.resolve().parent
     top = dict(data.get("newsletter", {}))
+    list_names = _list_names(top, f"{config_path} [newsletter]")
     sections = {name: data.get(name, {}) for name in _SECTIONS}
     unknown = set(data) - set(_SECTIONS) - {"newsletter"}
     if unknown:
         raise ConfigError(f"{config_path}: unknown section(s) {', '.join(sorted(unknown))}")
     config = _build(Config, top, base, f"{config_path} [newsletter]")
+    config.list_names = list_names
     for name, cls in _SECTIONS.items():
         setattr(config, name, _build(cls, sections[name], base, f"{config_path} [{name}]"))
     config.path = config_path.resolve() if config_path.exists() else None
@@ -175,8 +203,11 @@ EXAMPLE_CONFIG = """\
 database = "newsletter.db"
 campaigns_dir = "campaigns"
 templates_dir = "templates"
-list_name = "LAC Internet Digest"
 list_id = "digest.lac.example.org"          # List-Id header
+# The bureau's postal address, shown in every issue's footer. CAN-SPAM and most mail providers require one:
+# `newsletter send` warns while it is empty. Several lines: use \\n, e.g. "Av. Example 123\\nMontevideo, Uruguay".
+postal_address = ""
+# logo = "logo.png"                          # PNG, GIF or JPEG shown in every issue's header (served by `serve`)
 sender_name = "LAC Regional Bureau"
 sender_address = "news@lac.example.org"
 bounce_address = "bounces@lac.example.org"   # VERP return path: bounces+<token>@...
@@ -185,6 +216,13 @@ base_url = "http://127.0.0.1:8080"           # public address of `newsletter ser
 timezone = "America/Port_of_Spain"
 smtp_url = "maildir://outbox"                # or smtp://user:pass@host:587, smtps://host:465
 secret_key = "{secret}"
+
+# The list's name per language (or list_name = "..." above, one name for all): header, footer, List-Id.
+[newsletter.list_name]
+en = "LAC Internet Digest"
+es = "Boletín de Internet de ALC"
+pt = "Boletim de Internet da ALC"
+fr = "Lettre Internet ALC"
 
 [sending]
 connections = 4

@@ -125,6 +125,11 @@ def wrap(text: str, width: int = 72, prefix: str = "") -> str:
     )
 
 
+def language_name(code: str) -> str:
+    """A language's name as its own speakers write it ("español"), for links between versions."""
+    return Locale.parse(code).get_display_name(code) or code
+
+
 def _environment(directory: Path, lang: str, domain: str) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(directory),
@@ -148,7 +153,8 @@ def _environment(directory: Path, lang: str, domain: str) -> jinja2.Environment:
         return format_list(list(names), locale=locale)
 
     environment.filters.update(
-        date_long=date_long, date_medium=date_medium, join_names=join_names, paragraphs=paragraphs, wrap=wrap
+        date_long=date_long, date_medium=date_medium, join_names=join_names, paragraphs=paragraphs, wrap=wrap,
+        language_name=language_name,
     )
     environment.globals["lang"] = lang
     return environment
