@@ -66,9 +66,13 @@ def test_bounces_process_reads_the_mailbox_given_and_prints_messages_per_kind_an
         [["autoreply", "1"], ["complaint", "1"], ["hard", "1"], ["soft", "1"], ["unknown", "1"]])
     assert f"{HARD}: suppressed (hard bounce)" in result.output
     assert f"{COMPLAINED}: unsubscribed (complaint)" in result.output
-    assert "named no delivery or subscriber" not in result.output  # every report was about one of ours
+    assert "1 reports matched no delivery or subscriber: kept for review" in result.output  # the human reply
     assert subscribers.get(room.db, HARD)["status"] == "bounced"
-    assert [path.name for path in (elsewhere / "new").iterdir()] == ["4.human_reply.eml"]
+    assert list((elsewhere / "new").iterdir()) == []
+    assert [path.name.partition(":")[0] for path in (elsewhere / ".review" / "cur").iterdir()] == ["4.human_reply.eml"]
+    changed = [line for line in result.output.splitlines() if ": suppressed" in line or ": unsubscribed" in line]
+    assert changed == [f"{HARD}: suppressed (hard bounce)", f"{COMPLAINED}: unsubscribed (complaint)"]
+    assert "1 events logged without changing anyone's state." in result.output  # the soft bounce
 
 
 def test_bounces_process_uses_the_configured_mailbox_when_none_is_given(project):

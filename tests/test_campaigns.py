@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from seeds import SEEDS, requires_seeds
+
 from newsletter.articles import Author, parse_article
 from newsletter.campaigns import (
     GENERAL,
@@ -25,7 +27,6 @@ from newsletter.campaigns import (
 )
 
 PORT_OF_SPAIN = ZoneInfo("America/Port_of_Spain")
-SEEDS = Path(__file__).parents[2] / "shared" / "seeds"
 SHIPPED = Path(__file__).parents[1] / "campaigns"
 CORPUS = Path(__file__).parent / "corpus" / "articles"
 
@@ -147,6 +148,7 @@ file = "a.md"
     assert second.title == "A"
 
 
+@requires_seeds
 def test_bare_press_release_gets_its_title_from_the_campaign(tmp_path):
     folder = make_campaign(tmp_path, MINIMAL + '[[articles]]\nfile = "canto.txt"\ntitle = "CANTO and ISOC join forces"\n')
     shutil.copy(SEEDS / "000_19bb182bab9ed61b.txt", folder / "canto.txt")
@@ -352,6 +354,7 @@ def test_shipped_sample_articles_are_filed_by_their_lead_not_by_words_in_passing
     assert "matched words: training (in the lead: education" in found["canto-internet-society"].reason
 
 
+@requires_seeds
 def test_shipped_sample_articles_are_written_afresh_not_copied_from_the_seeds():
     def shingles(text: str) -> set[tuple[str, ...]]:
         """Runs of ten words: long enough to let names and job titles recur, short enough to catch a sentence."""

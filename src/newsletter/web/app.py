@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import re
 import sys
-from pathlib import Path
 
 from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..clock import Clock, SystemClock
-from ..config import DEFAULT_CONFIG_NAME, Config, ConfigError
+from ..config import Config
 from ..db import connect
 from ..signing import Signer
 from . import archive, preferences, preview, subscribe, unsubscribe
@@ -31,13 +30,9 @@ _HTTP_PROBLEMS = {400: "bad_value", 404: "not_found", 405: "not_found", 413: "ba
 
 
 def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
-    """The web application; fails at once (ConfigError) without a secret key or page templates, and migrates
-    the database now rather than on the first visit."""
+    """The web application; fails at once (ConfigError) without a secret key, and migrates the database now
+    rather than on the first visit. Pages come from templates_dir/web where it has them, else the package."""
     signer = Signer(config.require_secret())
-    pages = Path(config.templates_dir) / "web"
-    if not (pages / "base.html").is_file():
-        raise ConfigError(f"{pages} holds no page templates (base.html is missing); set templates_dir in "
-                          f"{config.path or DEFAULT_CONFIG_NAME} to the folder that holds web/ and email/")
     connect(config.database).conn.close()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES

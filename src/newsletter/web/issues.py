@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..campaigns import CAMPAIGN_FILE, Campaign, load_campaign
 from ..config import Config
+from ..packaged import template_search_path
 from ..render import GMAIL_CLIP_BYTES, WARN_BYTES
 from .pages import PageError
 
@@ -32,7 +33,7 @@ def find_campaign(config: Config, slug: str) -> Campaign:
 def content_version(config: Config, folder: Path) -> int:
     """The newest modification time (ns) under the campaign folder and the email templates: changes on any edit."""
     newest = 0
-    for root in (folder, Path(config.templates_dir) / "email"):
+    for root in (folder, *template_search_path(config.templates_dir, "email")):
         for path in [root, *root.rglob("*")]:
             try:
                 newest = max(newest, path.stat().st_mtime_ns)
