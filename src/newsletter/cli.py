@@ -855,13 +855,14 @@ def bounces_process(app, mailbox):
 def bounces_unmatched(app, reprocess):
     """Reports that named no delivery or subscriber we know, or could not be read: kept, not lost."""
     from rich.markup import escape
-    from rich.table import Table
+    from rich.table import Column, Table
 
     from .bounces import reprocess_reviews, unmatched_reports
 
     if reprocess:
         _print_bounce_summary(reprocess_reviews(app.db, app.config))
-    table = Table("id", "first seen", "sender", "subject", "recipients found", "reason", title="Kept for review")
+    table = Table("id", "first seen", *(Column(name, overflow="fold") for name in ("sender", "subject",
+                  "recipients found", "reason")), title="Kept for review")
     count = 0
     for row in unmatched_reports(app.db):
         count += 1
