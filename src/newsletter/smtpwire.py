@@ -192,8 +192,9 @@ class WireTransport(SMTPTransport):
         return self._refused_on(wire, code, text, "DATA")
 
     def _refused_on(self, wire: _Wire, code: int, text: bytes, stage: str) -> Reply:
-        """Record a refusal and leave the connection clean (RSET) or closed (421, or RSET not accepted)."""
-        if code == 421:
+        """Record a refusal and leave the connection clean (RSET) or closed: after a 421, a 503 (the session
+        is out of step, whatever RSET says) or a RSET not answered with 250."""
+        if code in (421, 503):
             self._discard()
         else:
             try:
