@@ -180,3 +180,26 @@ def test_report_of_a_campaign_never_sent_says_so(project):
     result = run(room.config.path, "report", "1999-01-nothing")
     assert result.exit_code == 1
     assert "no deliveries for '1999-01-nothing'" in result.output
+
+
+def test_bounces_unmatched_lists_each_kept_report_with_sender_subject_and_reason(project):
+    room, elsewhere = project
+    run(room.config.path, "bounces", "process", "--mailbox", f"maildir://{elsewhere}")
+    result = run(room.config.path, "bounces", "unmatched")
+    assert result.exit_code == 0, result.output
+    assert "Kept for review" in result.output
+    [row] = [row for row in table_rows(result.output) if row[0].isdigit()]
+    assert row[2].startswith("writer@") and row[3].startswith("Re:")  # long cells fold onto the next lines
+    reason = " ".join(row[5] for row in table_rows(result.output) if len(row) == 6)
+    assert " ".join(reason.split()).startswith("not a bounce or complaint")
+
+
+def test_bounces_unmatched_reprocess_runs_them_again_and_says_what_changed(project):
+    room, elsewhere = project
+    run(room.config.path, "bounces", "process", "--mailbox", f"maildir://{elsewhere}")
+    result = run(room.config.path, "bounces", "unmatched", "--reprocess")
+    assert result.exit_code == 0, result.output
+    assert "1 messages read" in result.output
+    assert "1 reports matched no delivery or subscriber: kept for review" in result.output
+    room.db.execute("DELETE FROM bounce_reviews")
+    assert "No report is waiting for review." in run(room.config.path, "bounces", "unmatched").output

@@ -114,6 +114,7 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
         re.compile(
             r"user unknown|unknown (?:user|recipient|local.part)|no such (?:user|mailbox|recipient)"
             r"|does ?n[o']t exist|recipient not found|address rejected"
+            r"|(?:mailbox|user|recipient|address|account) (?:is )?unknown"
             r"|invalid (?:recipient|mailbox)|account (?:has been )?(?:disabled|discontinued|deleted)"
             r"|mailbox unavailable|not a valid mailbox|account .{0,20}(?:disabled|deleted)"
             r"|n'existe pas|inconnu|no existe|desconocido|não existe|inexistente|unbekannt"
@@ -357,10 +358,10 @@ class _Analysis:
         gave_up = bool(_FINAL_WORDS.search(notice))
         overall = _status_from_prose(notice, permanent=bool(permanent_recipients) or gave_up)
         diagnostic = _evidence(notice)
-        paragraphs = _paragraphs(notice)
+        passages = _passages(notice, permanent_recipients + temporary_recipients)
         failures = []
-        for recipient in permanent_recipients + temporary_recipients:
-            own = _paragraph_about(paragraphs, recipient)
+        for recipient in sorted(passages, key=lambda address: passages[address][0]):
+            own = passages[recipient][1]
             final = recipient in permanent_recipients or gave_up or bool(own and _FINAL_WORDS.search(own))
             status = own and _status_from_prose(own, permanent=final)
             if not status or (status.endswith(".0.0") and overall and not overall.endswith(".0.0")):
@@ -550,19 +551,28 @@ def _unfold(value: str) -> str:
     return re.sub(r"\s+", " ", value).strip()
 
 
-def _paragraphs(notice: str) -> list[str]:
-    return [p for p in re.split(r"\n\s*\n", notice.replace("\r\n", "\n")) if p.strip()]
-
-
-def _paragraph_about(paragraphs: list[str], address: str) -> str:
-    """The paragraph that names this recipient, where a report explains each one apart."""
-    lowered = address.lower()
-    return next((p for p in paragraphs if lowered in p.lower()), "")
+def _passages(notice: str, addresses: list[str], limit: int = 1000) -> dict[str, tuple[int, str]]:
+    """For each recipient, where the notice first names it and the text from there to the next recipient
+    (or the end of the paragraph): where a report explains each failure apart, this is its own reason."""
+    lowered = notice.lower()
+    starts = {address: lowered.find(address.lower()) for address in addresses}
+    found = sorted(start for start in starts.values() if start >= 0)
+    passages = {}
+    for address, start in starts.items():
+        if start < 0:
+            passages[address] = (len(notice), "")
+            continue
+        end = min([s for s in found if s > start] + [start + limit, len(notice)])
+        paragraph_end = re.search(r"\n\s*\n", notice[start:end])
+        if paragraph_end and paragraph_end.start() > len(address):
+            end = start + paragraph_end.start()
+        passages[address] = (start, notice[start:end])
+    return passages
 
 
 def _evidence(notice: str, limit: int = 500) -> str:
     """The paragraph of the notice that holds the reason, else the notice's start."""
-    paragraphs = _paragraphs(notice)
+    paragraphs = [p for p in re.split(r"\n\s*\n", notice.replace("\r\n", "\n")) if p.strip()]
     signs = [_ENHANCED_CODE, _REPLY_CODE] + [pattern for pattern, _ in _STATUS_PHRASES]
     for sign in signs:
         for paragraph in paragraphs:
