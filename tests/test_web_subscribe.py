@@ -207,7 +207,7 @@ def test_the_answer_does_not_wait_for_the_mail(site, tmp_path):
     try:
         answer = request(site.absolute(form.action), "POST", body.encode(),
                          {"Content-Type": "application/x-www-form-urlencoded"})
-        assert answer.status == 200 and "Revisa tu bandeja de entrada" in answer.text
+        assert answer.status == 200 and "Revise su bandeja de entrada" in answer.text
     finally:
         silent.close()  # the waiting job's connection is reset: it logs the failure and ends
         site.drain()
