@@ -14,7 +14,6 @@ import re
 import unicodedata
 from datetime import date, datetime, timezone
 
-import email_validator
 import pycountry
 
 from .db import LANGUAGES
@@ -30,7 +29,15 @@ _SIMPLE_EMAIL = re.compile(
     r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
 )
-_SPECIAL_DOMAINS = frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)  # all single labels: arpa, test...
+
+
+@functools.cache
+def _special_domains() -> frozenset[str]:
+    """email-validator's special-use names (all single labels: arpa, test...); imported on first use,
+    because a segment count or --help has no address to check."""
+    import email_validator
+
+    return frozenset(email_validator.SPECIAL_USE_DOMAIN_NAMES)
 
 
 def normalize_email(raw: str) -> str:
@@ -47,6 +54,8 @@ def normalize_email(raw: str) -> str:
         and not _is_special_domain(text.rpartition("@")[2])
     ):
         return text
+    import email_validator
+
     try:
         result = email_validator.validate_email(text, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
@@ -55,7 +64,7 @@ def normalize_email(raw: str) -> str:
 
 
 def _is_special_domain(domain: str) -> bool:
-    return domain.rpartition(".")[2] in _SPECIAL_DOMAINS
+    return domain.rpartition(".")[2] in _special_domains()
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u0085\u2028\u2029]")
