@@ -176,6 +176,14 @@ class LiveSite:
     def add_subscriber(self, email: str, **fields) -> dict:
         return add(self.db, email, clock=self.clock, **fields)
 
+    def mark_sent(self, slug: str) -> None:
+        """Record one sent delivery of the campaign: the archive shows only issues that went out."""
+        person = self.add_subscriber(f"archive-reader-{len(slug)}-{abs(hash(slug)) % 10**8}@example.org")
+        stamp = "2026-11-23T12:00:00Z"
+        self.db.execute("INSERT OR IGNORE INTO deliveries (campaign, subscriber_id, email, status, created_at, "
+                        "updated_at, sent_at) VALUES (?, ?, ?, 'sent', ?, ?, ?)",
+                        [slug, person["id"], person["email"], stamp, stamp, stamp])
+
     def subscriber(self, subscriber_id: int) -> dict:
         return get_by_id(self.db, subscriber_id)
 
