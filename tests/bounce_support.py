@@ -32,15 +32,16 @@ HOUR, DAY = 3600, 86400
 MAILBOX_FULL_522 = "postfix_mailbox_full_failed.eml with 5.2.2"
 
 
-def write_project(folder: Path, smtp_url: str, *, soft_threshold: int = 3, soft_window_days: int = 30) -> Config:
+def write_project(folder: Path, smtp_url: str, **bounce_settings: object) -> Config:
     """A config in `folder`: its own copies of the sample campaign (one per slug), the repository's templates,
-    the database beside it and a bounce Maildir, loaded as the CLI would."""
+    the database beside it and a bounce Maildir, loaded as the CLI would. `bounce_settings` go into [bounces]."""
     campaigns = folder / "campaigns"
     for slug in (SLUG, *LATER_SLUGS):
         shutil.copytree(CAMPAIGNS_DIR / SLUG, campaigns / slug)
     mailbox = make_maildir(folder / "bounces")
+    settings = {"soft_threshold": 3, "soft_window_days": 30, **bounce_settings}
     return write_config(folder, smtp_url, campaigns_dir=campaigns, connections=2, bounces={
-        "mailbox": f"maildir://{mailbox}", "soft_threshold": soft_threshold, "soft_window_days": soft_window_days})
+        "mailbox": f"maildir://{mailbox}", **settings})
 
 
 def make_maildir(root: Path) -> Path:
@@ -120,7 +121,7 @@ def events_of(db: sqlite_utils.Database, email: str) -> list[dict]:
 class Newsroom:
     """One project on a fake clock: subscribers, a real loopback SMTP server, sends and bounce runs."""
 
-    def __init__(self, folder: Path, server: FaultServer, **bounce_settings: int) -> None:
+    def __init__(self, folder: Path, server: FaultServer, **bounce_settings: object) -> None:
         self.server = server
         self.config = write_project(folder, server.url(), **bounce_settings)
         self.db = connect(self.config.database)

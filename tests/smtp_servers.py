@@ -106,7 +106,9 @@ class FaultServer:
 
     `tls_context` offers STARTTLS; `implicit_tls_context` makes it an smtps:// server; `credentials`
     (login, password) offers AUTH (over TLS only, unless `auth_over_plain`). `clock` measures
-    rate_limit(seconds=...), so a FakeClock ends the limit when the test advances it.
+    rate_limit(seconds=...), so a FakeClock ends the limit when the test advances it. `pipelining`
+    announces PIPELINING (RFC 2920), which aiosmtpd does not by itself although it reads pipelined
+    commands correctly.
     """
 
     def __init__(
@@ -117,7 +119,9 @@ class FaultServer:
         credentials: tuple[str, str] | None = None,
         auth_over_plain: bool = False,
         clock: Clock | None = None,
+        pipelining: bool = False,
     ) -> None:
+        self.pipelining = pipelining
         self._lock = threading.Lock()
         self._sessions: list[_FaultySMTP] = []
         self._faults: dict[tuple[str, str], Fault] = {}
@@ -224,6 +228,12 @@ class FaultServer:
             return [message.data for message in self.accepted if address in message.rcpt_tos]
 
     # -- aiosmtpd handler hooks ---------------------------------------------------------------------
+
+    async def handle_EHLO(
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname  # this hook's duty, once it exists
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

@@ -66,9 +66,13 @@ def test_bounces_process_reads_the_mailbox_given_and_prints_messages_per_kind_an
         [["autoreply", "1"], ["complaint", "1"], ["hard", "1"], ["soft", "1"], ["unknown", "1"]])
     assert f"{HARD}: suppressed (hard bounce)" in result.output
     assert f"{COMPLAINED}: unsubscribed (complaint)" in result.output
-    assert "named no delivery or subscriber" not in result.output  # every report was about one of ours
+    assert "1 reports matched no delivery or subscriber: kept for review" in result.output  # the human reply
     assert subscribers.get(room.db, HARD)["status"] == "bounced"
-    assert [path.name for path in (elsewhere / "new").iterdir()] == ["4.human_reply.eml"]
+    assert list((elsewhere / "new").iterdir()) == []
+    assert [path.name.partition(":")[0] for path in (elsewhere / ".review" / "cur").iterdir()] == ["4.human_reply.eml"]
+    changed = [line for line in result.output.splitlines() if ": suppressed" in line or ": unsubscribed" in line]
+    assert changed == [f"{HARD}: suppressed (hard bounce)", f"{COMPLAINED}: unsubscribed (complaint)"]
+    assert "1 events logged without changing anyone's state." in result.output  # the soft bounce
 
 
 def test_bounces_process_uses_the_configured_mailbox_when_none_is_given(project):
@@ -176,3 +180,26 @@ def test_report_of_a_campaign_never_sent_says_so(project):
     result = run(room.config.path, "report", "1999-01-nothing")
     assert result.exit_code == 1
     assert "no deliveries for '1999-01-nothing'" in result.output
+
+
+def test_bounces_unmatched_lists_each_kept_report_with_sender_subject_and_reason(project):
+    room, elsewhere = project
+    run(room.config.path, "bounces", "process", "--mailbox", f"maildir://{elsewhere}")
+    result = run(room.config.path, "bounces", "unmatched")
+    assert result.exit_code == 0, result.output
+    assert "Kept for review" in result.output
+    [row] = [row for row in table_rows(result.output) if row[0].isdigit()]
+    assert row[2].startswith("writer@") and row[3].startswith("Re:")  # long cells fold onto the next lines
+    reason = " ".join(row[5] for row in table_rows(result.output) if len(row) == 6)
+    assert " ".join(reason.split()).startswith("not a bounce or complaint")
+
+
+def test_bounces_unmatched_reprocess_runs_them_again_and_says_what_changed(project):
+    room, elsewhere = project
+    run(room.config.path, "bounces", "process", "--mailbox", f"maildir://{elsewhere}")
+    result = run(room.config.path, "bounces", "unmatched", "--reprocess")
+    assert result.exit_code == 0, result.output
+    assert "1 messages read" in result.output
+    assert "1 reports matched no delivery or subscriber: kept for review" in result.output
+    room.db.execute("DELETE FROM bounce_reviews")
+    assert "No report is waiting for review." in run(room.config.path, "bounces", "unmatched").output

@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from seeds import SEEDS, requires_seeds
+
 from newsletter.articles import Author, parse_article
 from newsletter.campaigns import (
     GENERAL,
@@ -23,7 +25,6 @@ from newsletter.campaigns import (
 )
 
 PORT_OF_SPAIN = ZoneInfo("America/Port_of_Spain")
-SEEDS = Path(__file__).parents[2] / "shared" / "seeds"
 SHIPPED = Path(__file__).parents[1] / "campaigns"
 CORPUS = Path(__file__).parent / "corpus" / "articles"
 
@@ -137,6 +138,7 @@ file = "a.md"
     assert second.title == "A"
 
 
+@requires_seeds
 def test_bare_press_release_gets_its_title_from_the_campaign(tmp_path):
     folder = make_campaign(tmp_path, MINIMAL + '[[articles]]\nfile = "canto.txt"\ntitle = "CANTO and ISOC join forces"\n')
     shutil.copy(SEEDS / "000_19bb182bab9ed61b.txt", folder / "canto.txt")
@@ -328,6 +330,7 @@ def test_shipped_sample_campaign_loads_with_all_languages_and_both_articles():
     assert [campaign.slug for campaign in list_campaigns(SHIPPED, PORT_OF_SPAIN)] == ["2026-12-lac-digest"]
 
 
+@requires_seeds
 def test_shipped_sample_articles_are_written_afresh_not_copied_from_the_seeds():
     def shingles(text: str) -> set[tuple[str, ...]]:
         """Runs of ten words: long enough to let names and job titles recur, short enough to catch a sentence."""

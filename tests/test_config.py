@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import stat
 from pathlib import Path
@@ -76,7 +77,7 @@ def test_relative_paths_are_resolved_against_the_config_files_folder(tmp_path, m
     assert config.dkim.private_key_file == folder / "keys" / "dkim.pem"
     assert config.digest.articles_dir == folder / "articles"
     assert config.campaigns_dir == folder / "campaigns"
-    assert config.templates_dir == folder / "templates"
+    assert config.templates_dir is None  # not named: the packaged templates only
 
 
 def test_defaults_sit_beside_the_config_file_and_a_relative_maildir_too(tmp_path):
@@ -200,7 +201,7 @@ def test_two_inits_write_different_secrets_and_init_never_overwrites(tmp_path):
     assert load_config(first, environ={}).secret_key != load_config(second, environ={}).secret_key
     before = first.read_text(encoding="utf-8")
     result = run_init(first)
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input
     assert " ".join(result.output.split()) == (
         f"Error: {first} already exists; remove it or pass another --config path")
     assert first.read_text(encoding="utf-8") == before
@@ -254,6 +255,53 @@ def test_a_command_run_where_there_is_no_config_says_so_and_creates_no_database(
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("NEWSLETTER_CONFIG", raising=False)
     result = CliRunner().invoke(cli, ["segments", "count", "status:active"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # bad input
     assert "no newsletter.toml in" in result.output and "newsletter init" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("text, message", [
+    ('[sending]\nconnections = "four"\n', " [sending] connections = 'four': expected a whole number"),
+    ("[sending]\nconnections = 0\n", " [sending] connections = 0: expected at least 1"),
+    ("[sending]\nrate_per_second = -1\n", " [sending] rate_per_second = -1: expected at least 0"),
+    ('[sending]\nstarttls = "sometimes"\n', " [sending] starttls = 'sometimes': expected one of auto, always, never"),
+    ('[web]\nport = "eighty"\n', " [web] port = 'eighty': expected a whole number"),
+    ("[web]\nport = 70000\n", " [web] port = 70000: expected at most 65535"),
+    ('[web]\nstaff_addresses = "staff@lac.example.org"\n', " [web] staff_addresses = 'staff@lac.example.org': "
+     'expected a list of quoted texts in brackets, ["..."]'),
+    ('[digest]\nrules = "first tuesday of each month at 09:00"\n', " [digest] rules = 'first tuesday of each month "
+     "at 09:00': expected a list of quoted texts in brackets"),
+    ("[newsletter]\nlist_name = 3\n", " [newsletter] list_name = 3: expected text in quotes"),
+    ("[newsletter]\ndatabase = true\n", " [newsletter] database = True: expected text in quotes"),
+    ("[sending]\nconnections = true\n", " [sending] connections = True: expected a whole number"),
+    ('sending = "fast"\n', ": sending must be a table, written [sending] on a line of its own"),
+])
+def test_a_value_of_the_wrong_type_or_range_names_the_file_table_key_and_what_it_expects(tmp_path, text, message):
+    path = write(tmp_path / "newsletter.toml", text)
+    with pytest.raises(ConfigError) as error:
+        load_config(path, environ={})
+    assert str(error.value).startswith(f"{path}{message}")
+
+
+def test_whole_numbers_are_accepted_where_a_number_is_expected(tmp_path):
+    config = load_config(write(tmp_path / "newsletter.toml", "[sending]\nrate_per_second = 100\n"), environ={})
+    assert config.sending.rate_per_second == 100.0 and isinstance(config.sending.rate_per_second, float)
+
+
+def test_a_config_of_the_wrong_type_is_one_line_and_exit_code_2(tmp_path):
+    path = write(tmp_path / "newsletter.toml", '[sending]\nconnections = "four"\n')
+    result = CliRunner().invoke(cli, ["--config", str(path), "campaign", "list"])
+    assert result.exit_code == 2
+    assert result.output.strip().splitlines() == [
+        f"Error: {path} [sending] connections = 'four': expected a whole number"]
+
+
+def test_the_example_config_names_every_setting_and_loads_as_written(tmp_path):
+    from newsletter.config import EXAMPLE_CONFIG, SECTIONS, Config, settings_of
+
+    for table, cls in {"newsletter": Config, **SECTIONS}.items():
+        for spec in settings_of(cls):
+            assert re.search(rf"^#? ?{spec.name} = ", EXAMPLE_CONFIG, re.M), f"init's config lacks [{table}] {spec.name}"
+    uncommented = "\n".join(line.removeprefix("# ") if re.match(r"# [a-z_]+ = ", line) else line
+                            for line in EXAMPLE_CONFIG.format(secret="s").splitlines())
+    load_config(write(tmp_path / "newsletter.toml", uncommented), environ={})

@@ -390,10 +390,10 @@ def test_cli_dry_run_says_so_and_writes_nothing(run_cli, tmp_path):
     assert stored_rows(tmp_path / "data" / "test.db") == []
 
 
-def test_cli_import_in_the_wrong_encoding_is_one_error_line_and_exit_1(run_cli):
+def test_cli_import_in_the_wrong_encoding_is_one_error_line_and_exit_2(run_cli):
     path = CORPUS / "cp1252.csv"
     result, text = run_cli("subscribers", "import", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"Error: {path}, line 3: not valid UTF-8 (byte 0xe9)." in text
     result, _ = run_cli("subscribers", "import", "--encoding", "cp1252", str(path))
     assert result.exit_code == 0, result.output

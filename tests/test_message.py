@@ -23,6 +23,7 @@ from newsletter.interests import Taxonomy
 from newsletter.message import MessageFactory, new_message_id
 from newsletter.render import IssueRenderer, RenderedVariant, greeting
 from newsletter.signing import PREFERENCES, UNSUBSCRIBE, Signer
+from newsletter.smtpwire import SMTPReady
 
 ROOT = Path(__file__).resolve().parents[1]
 CAMPAIGN = ROOT / "campaigns" / "2026-12-lac-digest"
@@ -291,3 +292,24 @@ def test_each_variant_gets_its_own_skeleton_even_when_an_earlier_one_was_freed(s
     messages = [parse(data) for data in built]
     assert [m["Subject"] for m in messages] == [f"[TEST] {i}" for i in range(24)]
     assert [m["Content-Language"] for m in messages] == [LANGS[i % 4] for i in range(24)]
+
+
+def test_no_line_starts_with_a_dot_so_the_bytes_go_into_smtp_data_unchanged(setup):
+    """Lines that start with dots, in the issue's text and HTML and in what a subscriber typed, are
+    written =2E, so SMTP needs no dot-stuffing pass; decoded, the parts are exactly what fill() gives."""
+    subscriber = setup.subscriber("en", name=".Dot", email=".dot@example.org")
+    plain = setup.renderer.variant_for(subscriber)
+    dotted = "\n".join([".", "..", ". leading", "." + "x" * 80, "." * 90, "NLPHgreetingNLPH"])
+    variant = replace(plain, text=dotted + "\n" + plain.text, html=dotted.replace("\n", "\n.") + plain.html)
+    factory = setup.factory()
+    data = setup.build(subscriber, variant=variant, factory=factory)
+    assert isinstance(data, SMTPReady)
+    assert not data.startswith(b".") and b"\n." not in data
+    assert max(len(line) for line in data.partition(b"\r\n\r\n")[2].split(b"\r\n")) <= 76
+    links = factory.links(subscriber["id"])
+    expected_html, expected_text = variant.fill({
+        "greeting": greeting("en", subscriber["name"]), "email": subscriber["email"],
+        "preferences_url": links["preferences_url"], "unsubscribe_url": links["unsubscribe_url"],
+    })
+    text, html = bodies(parse(data))
+    assert (text, html) == (expected_text, expected_html)

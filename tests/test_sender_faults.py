@@ -49,11 +49,12 @@ DELIVERED_IN_THE_END = ("slow@example.org", "twice@example.org")
 REFUSED_FOR_GOOD = [address for address in EXPECTED if address not in DELIVERED_IN_THE_END]
 
 
-@pytest.fixture(scope="module")
-def campaign_run(tmp_path_factory):
-    """Send the sample campaign once through every fault, waiting out the retries on a fake clock."""
+@pytest.fixture(scope="module", params=[False, True], ids=["lockstep", "pipelining"])
+def campaign_run(tmp_path_factory, request):
+    """Send the sample campaign once through every fault, waiting out the retries on a fake clock; once
+    to a relay that offers PIPELINING (the envelope in one write) and once to one that does not."""
     folder = tmp_path_factory.mktemp("faults")
-    with FaultServer() as server:
+    with FaultServer(pipelining=request.param) as server:
         server.fail("closing@example.org", SERVICE_CLOSING)
         server.fail("try-again@example.org", TRY_AGAIN)
         server.fail("over-quota@example.org", OUT_OF_STORAGE, at="DATA")

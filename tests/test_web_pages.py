@@ -6,6 +6,7 @@ import pytest
 from web_support import make_config
 
 from newsletter.config import ConfigError
+from newsletter.packaged import TEMPLATES as PACKAGED_TEMPLATES
 from newsletter.web import create_app
 
 
@@ -42,6 +43,18 @@ def test_the_app_refuses_to_start_without_a_secret_key(tmp_path):
         create_app(make_config(tmp_path, secret_key=""))
 
 
-def test_the_app_refuses_to_start_without_its_page_templates(tmp_path):
-    with pytest.raises(ConfigError, match="templates_dir"):
-        create_app(make_config(tmp_path, templates_dir=tmp_path / "nowhere"))
+def test_a_missing_templates_dir_falls_back_to_the_packaged_pages(tmp_path):
+    app = create_app(make_config(tmp_path, templates_dir=tmp_path / "nowhere"))
+    page = app.test_client().get("/subscribe", headers={"Accept-Language": "es"})
+    assert page.status_code == 200 and "<form" in page.get_data(as_text=True)
+
+
+def test_a_page_of_the_bureaus_own_replaces_the_packaged_one_and_only_that_one(tmp_path):
+    own = tmp_path / "templates" / "web"
+    own.mkdir(parents=True)
+    packaged = (PACKAGED_TEMPLATES / "web" / "subscribe.html").read_text(encoding="utf-8")
+    (own / "subscribe.html").write_text(packaged.replace("</form>", "</form><p>Bureau's own footer</p>"),
+                                        encoding="utf-8")
+    client = create_app(make_config(tmp_path, templates_dir=tmp_path / "templates")).test_client()
+    assert "Bureau's own footer" in client.get("/subscribe").get_data(as_text=True)
+    assert client.get("/p/not-a-token").status_code == 404  # the problem page: still the packaged one

@@ -1,10 +1,15 @@
-"""Read one returned message and say what happened: hard or soft bounce, complaint, auto-reply.
+"""Read one returned message and say what happened, recipient by recipient: hard or soft bounce,
+complaint, auto-reply, delivery notice.
 
 Evidence is tried from the most to the least trustworthy: an ARF feedback report (RFC 5965), an
 RFC 3464 delivery-status report, auto-reply markers, then the prose of non-standard bounces, where
-flufl.bounce's detectors find the recipients and our phrase table guesses a status. The delivery id
-always comes from the signed VERP address the bounce was sent to, so it survives whatever the
-remote server did to the returned headers.
+flufl.bounce's detectors find the recipients and our phrase table guesses a status. A delivery-status
+report without usable per-recipient fields falls back to the prose. The report also carries every
+clue that can tie it to one of our deliveries (the signed VERP address, unsubscribe tokens and
+Message-IDs of the returned copy); bounces.py decides which clue it trusts.
+
+Only the relevant parts are read (mimetrim.trim): attachments are skipped and each text part is cut
+to its first 64 KB, so a 20 MB bounce costs no more than a small one.
 
 Returned mail is hostile input: analyse() never raises on it, it answers kind "unknown" instead.
 """
@@ -22,22 +27,37 @@ from typing import Iterator
 
 from flufl.bounce import all_failures
 
+from newsletter.mimetrim import trim
 from newsletter.verp import parse_verp, verp_address
 
 HARD = "hard"
 SOFT = "soft"
 COMPLAINT = "complaint"
 AUTOREPLY = "autoreply"
+NOTICE = "notice"  # a delivery-status report that only says a message was delivered or relayed
 UNKNOWN = "unknown"
+
+
+@dataclass
+class Failure:
+    """One recipient's failure. kind "hard" means final: the server gave up on this recipient."""
+
+    recipient: str
+    kind: str
+    status: str
+    diagnostic: str
 
 
 @dataclass
 class BounceReport:
     """What one returned message says.
 
-    kind: hard | soft | complaint | autoreply | unknown. status: an RFC 3463 code such as "5.1.1"
-    for bounces, "" otherwise. source: the evidence that decided the kind (arf, dsn, auto-reply,
-    flufl.bounce, prose, none, error).
+    kind: hard | soft | complaint | autoreply | notice | unknown; for a report naming several
+    recipients, hard when any of them failed for good. status: an RFC 3463 code such as "5.1.1" for
+    bounces, "" otherwise. source: the evidence that decided the kind (arf, dsn, dsn+prose, auto-reply,
+    flufl.bounce, prose, none, error). failures: one entry per failed recipient. The clues
+    (delivery_id from a verified VERP address, unsubscribe_tokens, message_ids) are unverified except
+    delivery_id; forged_verp says that an address of VERP shape was present but its tag did not verify.
     """
 
     kind: str
@@ -46,27 +66,46 @@ class BounceReport:
     status: str = ""
     diagnostic: str = ""
     source: str = "none"
+    failures: list[Failure] = field(default_factory=list)
+    unsubscribe_tokens: list[str] = field(default_factory=list)
+    message_ids: list[str] = field(default_factory=list)
+    forged_verp: bool = False
+    sender: str = ""
+    subject: str = ""
+    relevant: bytes = b""  # the trimmed message, kept for a later look (bounces unmatched --reprocess)
 
 
 def analyse(message: bytes, *, bounce_address: str, secret: str) -> BounceReport:
     """Classify a returned message; a bad bounce address or secret is a config error and raises."""
     verp_address(bounce_address, 0, secret)  # validates both before we trust them below
+    relevant = message
     try:
-        parsed = email.message_from_bytes(message)
-        return _Analysis(parsed, bounce_address, secret).report()
+        relevant = trim(message)
+        parsed = email.message_from_bytes(relevant)
+        report = _Analysis(parsed, bounce_address, secret).report()
     except Exception as error:  # garbage in, "unknown" out: one bad message must not stop a run
-        return BounceReport(UNKNOWN, None, [], "", f"unreadable message: {error!r}", "error")
+        report = BounceReport(UNKNOWN, None, [], "", f"unreadable message: {error!r}", "error")
+        report.sender, report.subject = _envelope_of(relevant)
+    report.relevant = relevant
+    return report
 
 
 # Enhanced status codes (RFC 3463) of failures; the lookarounds keep IP addresses and dates out.
 _ENHANCED_CODE = re.compile(r"(?<![\w.])([45])\.(\d{1,3})\.(\d{1,3})(?!\.?\d)")
 # A basic SMTP reply code where servers quote it: line start, "said:", "smtp;".
 _REPLY_CODE = re.compile(r"(?:^|[:;])\s*([45])[0-5]\d[ -]", re.MULTILINE)
-_PERMANENT_WORDS = re.compile(
-    r"permanent (?:error|failure)|fatal error|i've given up|giving up|has been rejected", re.I
+# Words that say the server gave up: the failure is final even when its code is a 4.x.x.
+_FINAL_WORDS = re.compile(
+    r"permanent(?:ly)? (?:error|failure|failed)|failed permanently|fatal error|i've given up|giving up"
+    r"|gave up|not going to try again|will not (?:be )?retr(?:y|ied)|no further (?:attempts|retries)"
+    r"|has been rejected|aborted after"
+    r"|n'a pas pu être (?:remis|distribué)|no (?:se )?(?:ha )?(?:podido|pudo) (?:ser )?entregar"
+    r"|não (?:pôde|foi possível) (?:ser )?entreg",
+    re.I,
 )
 _TEMPORARY_WORDS = re.compile(
-    r"temporar(?:y|ily)|will (?:be )?retr(?:y|ied)|still trying|not yet been delivered|delayed",
+    r"temporar(?:y|ily)|will (?:be )?retr(?:y|ied)|still trying|not yet been delivered|delayed"
+    r"|will (?:continue|keep) trying|warning",
     re.I,
 )
 # Phrases and the status they mean when the server gave no code; the class digit is a default.
@@ -75,8 +114,11 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
         re.compile(
             r"user unknown|unknown (?:user|recipient|local.part)|no such (?:user|mailbox|recipient)"
             r"|does ?n[o']t exist|recipient not found|address rejected"
-            r"|invalid (?:recipient|mailbox)"
-            r"|mailbox unavailable|not a valid mailbox|account .{0,20}(?:disabled|deleted)",
+            r"|(?:mailbox|user|recipient|address|account) (?:is )?unknown"
+            r"|invalid (?:recipient|mailbox)|account (?:has been )?(?:disabled|discontinued|deleted)"
+            r"|mailbox unavailable|not a valid mailbox|account .{0,20}(?:disabled|deleted)"
+            r"|n'existe pas|inconnu|no existe|desconocido|não existe|inexistente|unbekannt"
+            r"|existiert nicht",
             re.I,
         ),
         "5.1.1",
@@ -84,7 +126,9 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(
             r"mailbox (?:is )?full|over ?quota|quota exceeded|exceeded (?:the |its )?storage"
-            r"|insufficient (?:system )?storage|mailbox size limit",
+            r"|insufficient (?:system )?storage|mailbox size limit|bo[iî]te (?:aux lettres )?pleine"
+            r"|buz[oó]n (?:est[aá] )?lleno|casilla llena|caixa (?:de correio )?(?:est[aá] )?cheia"
+            r"|postfach (?:ist )?voll",
             re.I,
         ),
         "4.2.2",
@@ -93,6 +137,7 @@ _STATUS_PHRASES: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"unrouteable|host not found|domain not found|no such domain|mx lookup", re.I),
         "5.1.2",
     ),
+    (re.compile(r"could not find a gateway|no route to|unable to route", re.I), "5.4.4"),
     (
         re.compile(
             r"retry timeout exceeded|delivery time expired|message expired"
@@ -112,13 +157,22 @@ _QUOTE_START = re.compile(
 )
 # The lookbehind anchors each try at the start of a word, which keeps long runs linear.
 _ADDRESS = re.compile(r"(?<![\w.+=-])[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
+# Our unsubscribe token where a returned copy of our mail shows it: the /u/ link or the mailto subject.
+_UNSUBSCRIBE_TOKEN = re.compile(r"(?:/u/|unsubscribe(?:%20|\+|\s)+)(\.?[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{20,})")
+_MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 _NOTICE_LIMIT = 64_000  # servers explain a failure in a few lines; more is a quoted message
-_MTA_LOCAL_PARTS = {"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster"}
-_MTA_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|mail administrator", re.I)
+_MTA_LOCAL_PARTS = {"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mdaemon"}
+_MTA_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|mail administrator|mdaemon", re.I)
+# Subjects of bounces and delay warnings, in English and the usual translations (es, pt, fr, de, it, nl).
 _BOUNCE_SUBJECT = re.compile(
-    r"undeliver|delivery (?:status|failure|has failed|notification)|returned mail|failure notice"
-    r"|mail delivery failed|could not be delivered|non remis|no se (?:pudo|ha podido) entregar"
-    r"|n[aã]o (?:foi )?entregue",
+    r"undeliver|delivery (?:status|failure|has failed|notification|warning|delayed|problem)"
+    r"|returned mail|failure notice|mail delivery (?:failed|warning|failure)|could not be delivered"
+    r"|non[- ]?deliver|user unknown|warning: could not send"
+    r"|non remis|non distribuable|non délivré|[ée]chec de (?:la )?(?:remise|distribution)"
+    r"|no se (?:pudo|ha podido) entregar|no entregado|imposible entregar|error (?:de|en la) entrega"
+    r"|notificaci[oó]n de (?:estado de )?entrega|devuelto"
+    r"|n[aã]o (?:foi )?entregue|falha (?:na|de) entrega|mensagem devolvida"
+    r"|unzustellbar|nicht zustellbar|zustellung fehlgeschlagen|non recapitabile|onbestelbaar",
     re.I,
 )
 # Out-of-office subjects in the languages our readers write in: en, es, pt, fr.
@@ -144,15 +198,24 @@ class _Analysis:
         self.secret = secret
         self.parts = list(_parts(message))
         self.originals = list(_embedded_originals(self.parts))
+        self.forged_verp = False
         self.delivery_id = self._delivery_id()
 
     def report(self) -> BounceReport:
-        attempts = (self._as_complaint, self._as_dsn, self._as_autoreply, self._as_prose_bounce)
-        for attempt in attempts:
-            found = attempt()
-            if found is not None:
-                return found
-        return BounceReport(UNKNOWN, self.delivery_id, [], "", "", "none")
+        report = None
+        for attempt in (self._as_complaint, self._as_dsn, self._as_autoreply, self._as_prose_bounce):
+            report = attempt()
+            if report is not None:
+                break
+        report = report or BounceReport(UNKNOWN, self.delivery_id, [], "", "", "none")
+        report.forged_verp = self.forged_verp and report.delivery_id is None
+        report.unsubscribe_tokens = self._unsubscribe_tokens()
+        report.message_ids = self._message_ids()
+        report.sender = parseaddr(_header(self.message, "From"))[1]
+        report.subject = _header(self.message, "Subject")
+        if not report.recipients:
+            report.recipients = [f.recipient for f in report.failures if f.recipient]
+        return report
 
     def _delivery_id(self) -> int | None:
         candidates = [value for name in _ENVELOPE_HEADERS for value in _headers(self.message, name)]
@@ -160,10 +223,14 @@ class _Analysis:
             candidates += _headers(original, "Return-Path")
         for report in self._feedback_fields():
             candidates += _headers(report, "Original-Mail-From")
+        local, _, domain = self.bounce_address.rpartition("@")
         for _, address in getaddresses(candidates):
             delivery_id = parse_verp(address, self.bounce_address, self.secret)
             if delivery_id is not None:
                 return delivery_id
+            lowered = address.lower()
+            if lowered.startswith(local + "+") and lowered.endswith("@" + domain):
+                self.forged_verp = True  # our VERP shape with a tag that does not verify
         return None
 
     def _feedback_fields(self) -> list[Message]:
@@ -173,6 +240,19 @@ class _Analysis:
             if part.get_content_type() == "message/feedback-report"
             for fields in _field_blocks(part)
         ]
+
+    def _unsubscribe_tokens(self) -> list[str]:
+        """Candidate tokens from the returned copy's List-Unsubscribe and links; bounces.py verifies them."""
+        texts = [value for original in self.originals for value in _headers(original, "List-Unsubscribe")]
+        texts += [_decoded_text(part) for part in self._text_parts()]
+        texts += [_decoded_text(part) for original in self.originals for part in original.walk()
+                  if part.get_content_maintype() == "text"]
+        return _unique(token for text in texts for token in _UNSUBSCRIBE_TOKEN.findall(text))
+
+    def _message_ids(self) -> list[str]:
+        values = [value for original in self.originals for value in _headers(original, "Message-ID")]
+        values += _headers(self.message, "In-Reply-To") + _headers(self.message, "References")
+        return _unique(found for value in values for found in _MESSAGE_ID.findall(value))
 
     def _as_complaint(self) -> BounceReport | None:
         feedback = self._feedback_fields()
@@ -202,27 +282,44 @@ class _Analysis:
         status_parts = [p for p in self.parts if p.get_content_type() == "message/delivery-status"]
         if not status_parts:
             return None
-        failures = []
+        failures: list[Failure] = []
+        delivered = False
         for block in (b for part in status_parts for b in _field_blocks(part)):
             action = _header(block, "Action").lower().split(" ")[0]
             recipient = _dsn_recipient(block)
-            if not (action or recipient) or action in _NOT_DELIVERY_FAILURE:
+            if not (action or recipient):  # the per-message fields (Reporting-MTA, ...)
+                continue
+            if action in _NOT_DELIVERY_FAILURE:
+                delivered = True
                 continue
             diagnostic = _unfold(_header(block, "Diagnostic-Code"))
             diagnostic = re.sub(r"^\s*(?:smtp|x-[\w-]+)\s*;\s*", "", diagnostic, flags=re.I)
+            final = action.startswith("fail")
             status = (
                 _enhanced_code(_header(block, "Status"))
-                or _status_from_prose(diagnostic, permanent=action.startswith("fail"))
+                or _status_from_prose(diagnostic, permanent=final)
                 or ("4.0.0" if action == "delayed" else "5.0.0")
             )
-            kind = SOFT if action == "delayed" or status.startswith("4") else HARD
-            failures.append((kind, recipient, status, diagnostic))
-        if not failures:
-            return BounceReport(UNKNOWN, self.delivery_id, [], "", "report lists no failure", "dsn")
-        kind = HARD if any(f[0] == HARD for f in failures) else SOFT
-        _, _, status, diagnostic = next(f for f in failures if f[0] == kind)
-        recipients = self._theirs([f[1] for f in failures if f[1]])
-        return BounceReport(kind, self.delivery_id, recipients, status, diagnostic, "dsn")
+            kind = _failure_kind(status, final=final, delayed=action == "delayed")
+            if recipient or final or action == "delayed":
+                failures.append(Failure(self._own_address(recipient), kind, status, diagnostic))
+        if failures:
+            return self._summarised(failures, "dsn")
+        if delivered:
+            return BounceReport(NOTICE, self.delivery_id, [], "", "report lists no failure", "dsn")
+        # No usable per-recipient fields: what the report's prose and flufl.bounce say instead.
+        fallback = self._as_prose_bounce(gate=False)
+        if fallback is not None and fallback.kind != UNKNOWN:
+            fallback.source = "dsn+" + fallback.source
+            return fallback
+        return BounceReport(UNKNOWN, self.delivery_id, [], "", "report lists no failure", "dsn")
+
+    def _summarised(self, failures: list[Failure], source: str) -> BounceReport:
+        kind = HARD if any(f.kind == HARD for f in failures) else SOFT
+        first = next(f for f in failures if f.kind == kind)
+        recipients = self._theirs([f.recipient for f in failures if f.recipient])
+        return BounceReport(kind, self.delivery_id, recipients, first.status, first.diagnostic, source,
+                            failures=failures)
 
     def _as_autoreply(self) -> BounceReport | None:
         if self._from_mta():
@@ -242,8 +339,8 @@ class _Analysis:
             AUTOREPLY, self.delivery_id, self._theirs([responder]), "", subject, "auto-reply"
         )
 
-    def _as_prose_bounce(self) -> BounceReport | None:
-        if not self._looks_like_bounce():
+    def _as_prose_bounce(self, *, gate: bool = True) -> BounceReport | None:
+        if gate and not self._looks_like_bounce():
             return None
         notice = self._notice_text()
         try:
@@ -251,21 +348,41 @@ class _Analysis:
         except Exception:  # one detector choking on odd MIME must not hide the prose evidence
             temporary, permanent = frozenset(), frozenset()
         permanent_recipients = self._theirs(_decoded(permanent))
-        temporary_recipients = self._theirs(_decoded(temporary))
-        recipients = permanent_recipients or temporary_recipients
+        temporary_recipients = [a for a in self._theirs(_decoded(temporary)) if a not in permanent_recipients]
         source = "flufl.bounce"
-        if not recipients:
+        if not (permanent_recipients or temporary_recipients):
             sender = parseaddr(_header(self.message, "From"))[1]
-            recipients = self._theirs([a for a in _ADDRESS.findall(notice) if a != sender])
+            found = self._theirs([a for a in _ADDRESS.findall(notice) if a != sender])
+            temporary_recipients = found
             source = "prose"
-        status = _status_from_prose(notice, permanent=bool(permanent_recipients)) or (
-            "4.0.0" if temporary_recipients else ""
-        )
+        gave_up = bool(_FINAL_WORDS.search(notice))
+        overall = _status_from_prose(notice, permanent=bool(permanent_recipients) or gave_up)
         diagnostic = _evidence(notice)
-        if not status:
-            return BounceReport(UNKNOWN, self.delivery_id, recipients, "", diagnostic, source)
-        kind = HARD if status.startswith("5") else SOFT
-        return BounceReport(kind, self.delivery_id, recipients, status, diagnostic, source)
+        passages = _passages(notice, permanent_recipients + temporary_recipients)
+        failures = []
+        for recipient in sorted(passages, key=lambda address: passages[address][0]):
+            own = passages[recipient][1]
+            final = recipient in permanent_recipients or gave_up or bool(own and _FINAL_WORDS.search(own))
+            status = own and _status_from_prose(own, permanent=final)
+            if not status or (status.endswith(".0.0") and overall and not overall.endswith(".0.0")):
+                status = overall or status  # the notice as a whole says more than this paragraph
+            if not status and recipient in permanent_recipients:
+                status = "5.0.0"
+            elif not status and source == "flufl.bounce":
+                status = "4.0.0"
+            if status:
+                kind = _failure_kind(status, final=final, delayed=False)
+                failures.append(Failure(recipient, kind, status, _unfold(own)[:500] if own else diagnostic))
+        if failures:
+            report = self._summarised(failures, source)
+            report.diagnostic = diagnostic if len(failures) > 1 else failures[0].diagnostic
+            return report
+        if overall:  # a reason but no recipient: it can still be tied to a delivery by VERP
+            kind = _failure_kind(overall, final=gave_up, delayed=False)
+            return BounceReport(kind, self.delivery_id, [], overall, diagnostic, source,
+                                failures=[Failure("", kind, overall, diagnostic)])
+        return BounceReport(UNKNOWN, self.delivery_id, permanent_recipients + temporary_recipients,
+                            "", diagnostic, source)
 
     def _from_mta(self) -> bool:
         name, address = parseaddr(_header(self.message, "From"))
@@ -279,14 +396,15 @@ class _Analysis:
             or bool(_header(self.message, "X-Failed-Recipients"))
         )
 
+    def _text_parts(self) -> Iterator[Message]:
+        for part in self.parts:
+            if part.get_content_maintype() == "text" and part.get_content_type() != "text/rfc822-headers":
+                yield part
+
     def _notice_text(self) -> str:
         """The text the reporting server wrote, without the copy of our message it quotes."""
         texts = []
-        for part in self.parts:
-            if part.get_content_maintype() != "text":
-                continue
-            if part.get_content_type() == "text/rfc822-headers":
-                continue
+        for part in self._text_parts():
             text = _decoded_text(part)
             if part.get_content_subtype() == "html":
                 text = re.sub(r"<[^>]*>", " ", text)
@@ -294,6 +412,10 @@ class _Analysis:
         notice = "\n".join(texts)[:_NOTICE_LIMIT]
         quoted = _QUOTE_START.search(notice)
         return notice[: quoted.start()] if quoted else notice
+
+    def _own_address(self, address: str) -> str:
+        kept = self._theirs([address])
+        return kept[0] if kept else ""
 
     def _theirs(self, addresses: list[str]) -> list[str]:
         """Addresses with our own bounce and VERP addresses left out, deduplicated, in order."""
@@ -304,9 +426,28 @@ class _Analysis:
             own_local, _, own_domain = address.lower().rpartition("@")
             ours_local = own_local == local or own_local.startswith(local + "+")
             ours = own_domain == domain and ours_local
-            if "@" in address and not ours and address not in kept:
+            if "@" in address and not ours and address.lower() not in (k.lower() for k in kept):
                 kept.append(address)
         return kept
+
+
+def _failure_kind(status: str, *, final: bool, delayed: bool) -> str:
+    """Hard means final. A full mailbox (x.2.2) is soft even when reported as final: it is usually
+    temporary. A delay is soft; a failure the server gave up on is hard whatever its status class."""
+    if delayed or status.endswith(".2.2"):
+        return SOFT
+    if final:
+        return HARD
+    return HARD if status.startswith("5") else SOFT
+
+
+def _envelope_of(raw: bytes) -> tuple[str, str]:
+    """Sender and subject of a message that could not be analysed, for the review table."""
+    try:
+        headers = HeaderParser().parsestr(raw[:16_384].decode("utf-8", errors="replace"), headersonly=True)
+        return parseaddr(_header(headers, "From"))[1], _header(headers, "Subject")
+    except Exception:  # nothing readable at all
+        return "", ""
 
 
 def _parts(message: Message) -> Iterator[Message]:
@@ -320,7 +461,7 @@ def _parts(message: Message) -> Iterator[Message]:
 
 def _embedded_originals(parts: list[Message]) -> Iterator[Message]:
     for part in parts:
-        if part.get_content_type() == "message/rfc822" and part.is_multipart():
+        if part.get_content_type() in ("message/rfc822", "message/global") and part.is_multipart():
             yield from part.get_payload()
         elif part.get_content_type() == "text/rfc822-headers":
             yield HeaderParser().parsestr(_decoded_text(part))
@@ -350,7 +491,7 @@ def _status_from_prose(text: str, *, permanent: bool) -> str:
         return code
     reply = _REPLY_CODE.search(text)
     status_class = reply[1] if reply else ""
-    if not status_class and _PERMANENT_WORDS.search(text):
+    if not status_class and _FINAL_WORDS.search(text):
         status_class = "5"
     if not status_class and _TEMPORARY_WORDS.search(text):
         status_class = "4"
@@ -402,8 +543,31 @@ def _decoded(addresses: frozenset[bytes]) -> list[str]:
     return sorted(address.decode("ascii", errors="replace") for address in addresses)
 
 
+def _unique(values) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
 def _unfold(value: str) -> str:
     return re.sub(r"\s+", " ", value).strip()
+
+
+def _passages(notice: str, addresses: list[str], limit: int = 1000) -> dict[str, tuple[int, str]]:
+    """For each recipient, where the notice first names it and the text from there to the next recipient
+    (or the end of the paragraph): where a report explains each failure apart, this is its own reason."""
+    lowered = notice.lower()
+    starts = {address: lowered.find(address.lower()) for address in addresses}
+    found = sorted(start for start in starts.values() if start >= 0)
+    passages = {}
+    for address, start in starts.items():
+        if start < 0:
+            passages[address] = (len(notice), "")
+            continue
+        end = min([s for s in found if s > start] + [start + limit, len(notice)])
+        paragraph_end = re.search(r"\n\s*\n", notice[start:end])
+        if paragraph_end and paragraph_end.start() > len(address):
+            end = start + paragraph_end.start()
+        passages[address] = (start, notice[start:end])
+    return passages
 
 
 def _evidence(notice: str, limit: int = 500) -> str:

@@ -8,18 +8,34 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskProgressColumn, TextColumn, \
-    TimeRemainingColumn, TransferSpeedColumn
-from rich.markup import escape
-from rich.table import Column, Table
 
-from . import csvexport, csvimport, segments, subscribers, suppressions
-from .config import CONFIG_ENV, Config, ConfigError, load_config, write_example_config
-from .db import connect
+from .config import CONFIG_ENV, Config, ConfigError, load_config
+from .suppressions import REASONS as SUPPRESSION_REASONS
 
-console = Console()
-err_console = Console(stderr=True)
+# Every command imports what it needs inside its own function: `newsletter --help`, and each scheduler or
+# cron start, must not pay for premailer, dkim, flask or sqlite-utils (tests/test_startup.py checks it).
+
+
+class LazyConsole:
+    """rich's Console, made on first use (importing rich is a third of a bare start-up)."""
+
+    def __init__(self, **options) -> None:
+        self._options = options
+        self._console = None
+
+    def get(self):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.get(), name)
+
+
+console = LazyConsole()
+err_console = LazyConsole(stderr=True)
 
 
 class App:
@@ -38,6 +54,8 @@ class App:
 
     @functools.cached_property
     def db(self):
+        from .db import connect
+
         return connect(self.config.database)
 
 
@@ -54,20 +72,26 @@ def dry_run_option(f):
     return click.option("--dry-run", is_flag=True, help="Show what would change; write nothing.")(f)
 
 
-def progress_bar(transient: bool = False) -> Progress:
+def progress_bar(transient: bool = False):
     """A bar with rate and time remaining, on stderr so that stdout stays clean for data."""
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+
     return Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
-                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
+                    TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console.get(),
                     transient=transient)
 
 
-def byte_progress_bar() -> Progress:
+def byte_progress_bar():
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, \
+        TransferSpeedColumn
+
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                    TimeRemainingColumn(), console=err_console)
+                    TimeRemainingColumn(), console=err_console.get())
 
 
 def _expected_errors() -> tuple[type[Exception], ...]:
     """Errors whose message already says what is wrong and how to fix it: shown as one line."""
+    from . import csvimport
     from .articles import ArticleError
     from .campaigns import CampaignError
     from .db import DatabaseError
@@ -78,7 +102,13 @@ def _expected_errors() -> tuple[type[Exception], ...]:
             DatabaseError, ValueError, OSError)
 
 
-EXPECTED_ERRORS = _expected_errors()
+def _bad_input_errors() -> tuple[type[Exception], ...]:
+    """Errors in what the user wrote (config, campaign folder, articles, CSV file): exit code 2."""
+    from . import csvimport
+    from .articles import ArticleError
+    from .campaigns import CampaignError
+
+    return (ConfigError, csvimport.ImportFileError, CampaignError, ArticleError)
 
 # Exit codes, for scripts and cron (docs/cli.md lists them).
 EXIT_OK = 0  # all done
@@ -91,48 +121,58 @@ EXIT_INTERRUPTED = 130  # Ctrl-C
 
 def fail(message: str, code: int = EXIT_ERROR) -> None:
     """Print one error line on stderr and exit with `code`."""
+    from rich.markup import escape
+
     err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     sys.exit(code)
 
 
 class FriendlyGroup(click.Group):
-    """Shows known errors as one clear line with a hint instead of a traceback."""
+    """Shows known errors as one clear line with a hint instead of a traceback (exit 2 for bad input)."""
 
     def invoke(self, ctx):
-        import sqlite3
-
         try:
             return super().invoke(ctx)
-        except EXPECTED_ERRORS as exc:
-            if isinstance(exc, click.ClickException):
-                raise
-            self._one_line(ctx, str(exc))
-        except sqlite3.Error as exc:  # raised after opening: locked too long, disk full, read-only
-            from .db import explain
-
-            app = ctx.obj
-            config = app.__dict__.get("config") if isinstance(app, App) else None
-            path = config.database if config is not None else "(database)"
-            # The cause may sit under a second error (a ROLLBACK after a failed COMMIT, say).
-            cause: BaseException | None = exc
-            while cause is not None:
-                if isinstance(cause, sqlite3.Error) and (line := explain(cause, path)):
-                    self._one_line(ctx, line)
-                cause = cause.__context__
+        except click.ClickException:
             raise
         except KeyboardInterrupt:
             err_console.print("Interrupted.", highlight=False)
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:
-            sender = sys.modules.get("newsletter.sender")
-            if sender is None or not isinstance(exc, sender.SendError):
+            line = _one_line_for(ctx, exc)
+            if line is None:
                 raise
-            self._one_line(ctx, str(exc))
+            self._one_line(ctx, line, EXIT_BAD_INPUT if isinstance(exc, _bad_input_errors()) else EXIT_ERROR)
 
     @staticmethod
-    def _one_line(ctx, message: str) -> None:
+    def _one_line(ctx, message: str, code: int = EXIT_ERROR) -> None:
+        from rich.markup import escape
+
         err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-        ctx.exit(EXIT_ERROR)
+        ctx.exit(code)
+
+
+def _one_line_for(ctx, exc: Exception) -> str | None:
+    """The line to show for an error whose message says what to fix; None for anything else (a bug)."""
+    import sqlite3
+
+    if isinstance(exc, _expected_errors()):
+        return str(exc)
+    sender = sys.modules.get("newsletter.sender")
+    if sender is not None and isinstance(exc, sender.SendError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):  # raised after opening: locked too long, disk full, read-only
+        from .db import explain
+
+        app = ctx.obj
+        config = app.__dict__.get("config") if isinstance(app, App) else None
+        path = config.database if config is not None else "(database)"
+        cause: BaseException | None = exc  # the cause may sit under a second error (a failed ROLLBACK)
+        while cause is not None:
+            if isinstance(cause, sqlite3.Error) and (line := explain(cause, path)):
+                return line
+            cause = cause.__context__
+    return None
 
 
 @click.group(cls=FriendlyGroup)
@@ -154,16 +194,75 @@ def cli(ctx, config_path):
 @click.option("--path", type=click.Path(dir_okay=False, path_type=Path), default=Path("newsletter.toml"),
               show_default=True, help="Where to write the config.")
 def init(path):
-    """Write a commented example config (with a fresh secret key) and create the database."""
+    """Start a newsletter in this folder: a commented newsletter.toml (with a fresh secret key), the
+    database, and the campaigns/ and articles/ folders. Then `newsletter campaign new <name>`."""
+    from .config import write_example_config
+    from .db import connect
+
     write_example_config(path)
     config = load_config(path)
-    connect(config.database)
+    connect(config.database).conn.close()
     for folder in (config.campaigns_dir, config.digest.articles_dir):
         if folder is not None:
             Path(folder).mkdir(parents=True, exist_ok=True)
     console.print(f"Wrote [bold]{path}[/] and created [bold]{config.database}[/]. "
                   f"Edit the sender, base_url and smtp_url before sending; the monthly digest is built from "
-                  f"the articles you put in {config.digest.articles_dir}.", highlight=False)
+                  f"the articles you put in {config.digest.articles_dir}. Next: `newsletter campaign new "
+                  f"<name>` makes a campaign to start from.", highlight=False)
+
+
+# --- templates ---------------------------------------------------------------------------------------
+
+
+@cli.group("templates")
+def templates_group():
+    """The email and page templates: packaged defaults, and your own copies that replace them."""
+
+
+@templates_group.command("list")
+@pass_app
+def templates_list(app):
+    """List the packaged templates and which of them your templates_dir replaces."""
+    from rich.table import Table
+
+    from .packaged import overridden, packaged_template_names
+
+    own = app.config.templates_dir
+    table = Table("template", "used", title=f"your folder: {own}" if own else "no templates_dir set")
+    for name in packaged_template_names():
+        table.add_row(name, f"yours ({own / name})" if overridden(own, name) else "packaged")
+    console.print(table)
+
+
+@templates_group.command("copy")
+@click.argument("names", nargs=-1)
+@click.option("--to", "destination", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write into (default: templates_dir from the config, else ./templates).")
+@click.option("--force", is_flag=True, help="Overwrite files that are already there.")
+@pass_app
+def templates_copy(app, names, destination, force):
+    """Write the packaged templates (all, or the NAMES given, e.g. email/digest.html) out for editing.
+
+    A copied file replaces the packaged one of the same name; the others stay packaged, so copy only
+    what you change. Files already in the folder are kept unless --force.
+    """
+    from .config import DEFAULT_CONFIG_NAME
+    from .packaged import copy_templates, packaged_template_names
+
+    try:
+        in_use = app.config.templates_dir
+    except ConfigError:  # no newsletter.toml here yet
+        in_use = None
+    target = destination or in_use or Path("templates")
+    wanted = list(names) or packaged_template_names()
+    written = copy_templates(target, wanted, overwrite=force)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+    if len(wanted) > len(written):
+        console.print(f"{len(wanted) - len(written)} already there, kept (--force overwrites)", highlight=False)
+    if in_use is None or Path(target).resolve() != Path(in_use).resolve():
+        console.print(f"To use them, set templates_dir = \"{target}\" in [newsletter] of "
+                      f"{DEFAULT_CONFIG_NAME}.", highlight=False)
 
 
 # --- subscribers -------------------------------------------------------------------------------------
@@ -191,6 +290,8 @@ def subscribers_import(app, file, dry_run, default_status, source, encoding, sho
     Unsubscribed, bounced and erased people stay that way. Each refused row is listed with its line,
     field and reason; the good rows are imported.
     """
+    from . import csvimport
+
     with byte_progress_bar() as bar:
         task = bar.add_task(f"Importing {file.name}", total=file.stat().st_size)
         report = csvimport.import_csv(app.db, file, dry_run=dry_run, default_status=default_status,
@@ -202,6 +303,8 @@ def subscribers_import(app, file, dry_run, default_status, source, encoding, sho
 
 
 def print_import_report(report: csvimport.ImportReport, show_errors: int) -> None:
+    from rich.table import Table
+
     verb = "would be" if report.dry_run else "were"
     table = Table(title=f"{report.path.name}: {report.rows} rows" + (" (dry run: nothing written)"
                                                                          if report.dry_run else ""))
@@ -233,6 +336,8 @@ def print_import_report(report: csvimport.ImportReport, show_errors: int) -> Non
 @pass_app
 def subscribers_export(app, segment, output):
     """Export a segment's subscribers as CSV (the importer reads it back)."""
+    from . import csvexport
+
     rows = csvexport.export_csv(app.db, output, segment)
     err_console.print(f"{rows:,} subscribers exported.")
 
@@ -242,6 +347,10 @@ def subscribers_export(app, segment, output):
 @pass_app
 def subscribers_show(app, email):
     """Show one subscriber: status, country, language, interests and consent record."""
+    from rich.table import Table
+
+    from . import subscribers
+
     data = subscribers.export_person(app.db, email)
     person = data.get("subscriber")
     if person is None:
@@ -268,6 +377,8 @@ def subscribers_show(app, email):
 @pass_app
 def subscribers_add(app, email, name, country, language, interests, status):
     """Add one subscriber (or update them if the address exists)."""
+    from . import subscribers
+
     row = subscribers.add(app.db, email, name=name, country=country, language=language,
                           interests=list(interests) or None,
                           status=status, consent=subscribers.Consent(source="cli"))
@@ -280,6 +391,8 @@ def subscribers_add(app, email, name, country, language, interests, status):
 @pass_app
 def subscribers_erase(app, email, yes):
     """Erase everything about a person (GDPR), keeping only a hashed suppression so they are never mailed."""
+    from . import subscribers
+
     if not yes:
         click.confirm(f"Erase all data about {email}? This cannot be undone", abort=True)
     found = subscribers.erase(app.db, email)
@@ -292,6 +405,8 @@ def subscribers_erase(app, email, yes):
 @pass_app
 def subscribers_export_person(app, email):
     """Print, as JSON, all data held about one person (a subject access request)."""
+    from . import subscribers
+
     click.echo(json.dumps(subscribers.export_person(app.db, email), indent=2, ensure_ascii=False))
 
 
@@ -308,6 +423,8 @@ def segments_group():
 @pass_app
 def segments_count(app, expression):
     """Count the subscribers an EXPRESSION selects, e.g. `country:BB,TT interest:security`."""
+    from . import segments
+
     text = " ".join(expression)
     segment = segments.parse_segment(text, app.db)
     console.print(f"{segments.count(app.db, segment):,} subscribers match {segment}", highlight=False)
@@ -319,6 +436,8 @@ def segments_count(app, expression):
 @pass_app
 def segments_save(app, name, expression):
     """Save EXPRESSION under NAME, to use as @NAME in campaigns and other segments."""
+    from . import segments
+
     segment = segments.save(app.db, name, " ".join(expression))
     console.print(f"Saved @{name} = {segment} ({segments.count(app.db, segment):,} subscribers now)",
                   highlight=False)
@@ -328,6 +447,10 @@ def segments_save(app, name, expression):
 @pass_app
 def segments_list(app):
     """List saved segments with their current size."""
+    from rich.table import Table
+
+    from . import segments
+
     table = Table("name", "expression", "subscribers", "saved")
     for row in segments.saved_segments(app.db):
         table.add_row("@" + row["name"], row["expression"], f"{segments.count(app.db, row['expression']):,}",
@@ -340,6 +463,8 @@ def segments_list(app):
 @pass_app
 def segments_delete(app, name):
     """Delete a saved segment."""
+    from . import segments
+
     if not segments.delete(app.db, name.lstrip("@")):
         raise click.ClickException(f"no saved segment named {name!r}")
     console.print(f"Deleted @{name.lstrip('@')}.")
@@ -354,10 +479,14 @@ def suppressions_group():
 
 
 @suppressions_group.command("list")
-@click.option("--reason", type=click.Choice(suppressions.REASONS), help="Only this reason.")
+@click.option("--reason", type=click.Choice(SUPPRESSION_REASONS), help="Only this reason.")
 @pass_app
 def suppressions_list(app, reason):
     """List suppressed addresses with their reason and date."""
+    from rich.table import Column, Table
+
+    from . import suppressions
+
     table = Table(Column("email", no_wrap=True), Column("reason", no_wrap=True), "source",
                   Column("since", no_wrap=True))
     for row in suppressions.list_suppressions(app.db, reason):
@@ -367,12 +496,13 @@ def suppressions_list(app, reason):
 
 @suppressions_group.command("add")
 @click.argument("email")
-@click.option("--reason", default="manual", show_default=True, type=click.Choice(suppressions.REASONS),
+@click.option("--reason", default="manual", show_default=True, type=click.Choice(SUPPRESSION_REASONS),
               help="Why: manual, hard-bounce, complaint... (bounce and complaint reasons also mark the subscriber).")
 @click.option("--note", default="", help="Why, for the record.")
 @pass_app
 def suppressions_add(app, email, reason, note):
     """Never mail EMAIL again (its subscriber, if any, is marked accordingly)."""
+    from . import subscribers, suppressions
     from .normalize import normalize_email
 
     address = normalize_email(email)
@@ -388,6 +518,7 @@ def suppressions_add(app, email, reason, note):
 @pass_app
 def suppressions_remove(app, email):
     """Allow EMAIL to be mailed again (its subscriber must still opt in again to become active)."""
+    from . import suppressions
     from .normalize import normalize_email
 
     if not suppressions.unsuppress(app.db, normalize_email(email)):
@@ -407,6 +538,8 @@ def articles_group():
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def articles_show(file):
     """Print what was understood from an article FILE (.md with front matter, or the site's plain text)."""
+    from rich.table import Table
+
     from .articles import parse_article, summarize
 
     article = parse_article(file)
@@ -444,6 +577,24 @@ def _load_campaign(app: App, slug: str):
     return load_campaign(folder, app.config.tz)
 
 
+@campaign_group.command("new")
+@click.argument("slug")
+@click.option("--title", default="", help='The issue\'s title and English subject (default: "<Month Year> digest").')
+@pass_app
+def campaign_new(app, slug, title):
+    """Make campaigns/SLUG: a commented campaign.toml and one example Markdown article to replace.
+
+    SLUG names the campaign in every command and URL; start it with the date, e.g. 2027-01-lac-digest.
+    """
+    from datetime import datetime
+
+    from .scaffold import new_campaign
+
+    folder = new_campaign(app.config.campaigns_dir, slug, datetime.now(app.config.tz), title)
+    console.print(f"Made {folder}: edit campaign.toml and replace first-article.md with your articles, "
+                  f"then `newsletter campaign build {slug}`.", highlight=False, soft_wrap=True)
+
+
 @campaign_group.command("build")
 @click.argument("slug")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder for the rendered files "
@@ -451,6 +602,9 @@ def _load_campaign(app: App, slug: str):
 @pass_app
 def campaign_build(app, slug, out):
     """Validate a campaign and write its rendered HTML and text, per language, for review."""
+    from rich.table import Table
+
+    from . import segments
     from .db import LANGUAGES
     from .interests import Taxonomy
     from .render import IssueRenderer, render_campaign_files
@@ -459,11 +613,12 @@ def campaign_build(app, slug, out):
     renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
     out = out or Path(app.config.database).parent / "build" / slug
     written = render_campaign_files(renderer, out, LANGUAGES)
-    table = Table("file", "size")
+    table = Table("file", "size", title=f"written to {out}")
     for path in written:
-        table.add_row(str(path), f"{path.stat().st_size / 1024:.1f} KB")
+        table.add_row(path.name, f"{path.stat().st_size / 1024:.1f} KB")
     console.print(table)
-    console.print(f"{len(campaign.articles)} articles; segment {campaign.segment} "
+    count = len(campaign.articles)
+    console.print(f"{count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
                   f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
     for warning in renderer.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
@@ -475,6 +630,7 @@ def campaign_build(app, slug, out):
 @pass_app
 def campaign_render(app, slug, email):
     """Print the complete message (headers and both parts) one subscriber would receive."""
+    from . import subscribers
     from .clock import SystemClock
     from .interests import Taxonomy
     from .sender import Composer
@@ -491,6 +647,8 @@ def campaign_render(app, slug, email):
 @pass_app
 def campaign_list(app):
     """List campaigns with their state, next send time and delivery counts."""
+    from rich.table import Column, Table
+
     from .scheduler import campaign_overview
 
     table = Table(Column("campaign", no_wrap=True), "title", "state", Column("next send", no_wrap=True), "sent",
@@ -637,6 +795,8 @@ FINAL_STATUSES = ("sent", "failed", "bounced", "skipped")
 
 
 def print_send_summary(summary, db) -> None:
+    from rich.table import Table
+
     from . import deliveries
 
     console.print(f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s", highlight=False)
@@ -667,6 +827,8 @@ def print_reasons(reasons: list[dict]) -> None:
     """Deliveries that did not go out, grouped by the relay's reply (code + text), most frequent first."""
     if not reasons:
         return
+    from rich.table import Column, Table
+
     table = Table("status", "reply", Column("deliveries", justify="right"), title="why, by reply")
     for row in reasons:
         reply = " ".join(str(part) for part in (row["last_code"] or "", row["last_enhanced"] or "",
@@ -683,6 +845,8 @@ def print_reasons(reasons: list[dict]) -> None:
 def report(app, slug, csv_file, limit):
     """State, counts per status, the failures grouped by the server's reply, the latest problem deliveries
     and bounce events for a campaign."""
+    from rich.table import Table
+
     from . import campaign_state, deliveries
 
     counts = deliveries.counts(app.db, slug)
@@ -760,6 +924,8 @@ def smtp_check(app, transport_url, slug):
     """Connect as a send would (EHLO, STARTTLS or TLS, AUTH, then MAIL FROM and RSET) and report each step;
     nothing is sent. `newsletter send` runs the same check before it claims any delivery. Exit code 1 if a
     step fails."""
+    from rich.markup import escape
+
     from .transport import check_transport, what_to_fix
 
     config = app.config
@@ -793,6 +959,8 @@ def scheduler_command(app, once, show_next, interval):
     from .scheduler import configure_logging, run_forever, run_pass, stop_on_signals, upcoming
 
     if show_next:
+        from rich.table import Column, Table
+
         tz = app.config.tz
         table = Table(Column(f"when ({tz.key})", no_wrap=True), Column("in the rule's zone", no_wrap=True),
                       Column("what", no_wrap=True), "detail")
@@ -817,13 +985,34 @@ def scheduler_command(app, once, show_next, interval):
 @cli.command("serve")
 @click.option("--host", help="Address to bind (default from config: 127.0.0.1, this machine only).")
 @click.option("--port", type=int, help="Port (default from config: 8080).")
+@click.option("--threads", type=int, help="Worker threads (default from config [web] threads: 8).")
 @pass_app
-def serve_command(app, host, port):
-    """Run the web pages: preference centre, unsubscribe, subscribe and opt-in, archive, and the staff
-    preview at /preview (from localhost only, unless [web] preview_password is set)."""
+def serve_command(app, host, port, threads):
+    """Run the web pages on waitress: preference centre, unsubscribe, subscribe and opt-in, archive, and the
+    staff pages at /staff/ and /preview (this machine only, or everyone after a login once [web]
+    staff_password is set). Behind nginx or Caddy: see docs/deploy.md."""
     from .web.app import serve
 
-    serve(app.config, host, port)
+    serve(app.config, host, port, threads=threads)
+
+
+@cli.group("staff")
+def staff_group():
+    """Access to the staff pages (/staff/, /preview)."""
+
+
+@staff_group.command("set-password")
+@click.password_option("--password", prompt="New staff password", help="The password (asked for when not given).")
+@pass_app
+def staff_set_password(app, password):
+    """Store a hash of the staff password in the config file ([web] staff_password); the staff pages then
+    need a login from everywhere, and every open session ends."""
+    from .config import set_setting
+    from .web.staff_access import hash_password
+
+    set_setting(app.config.path, "web", "staff_password", hash_password(password))
+    console.print(f"Staff password set in {app.config.path} (only its hash is stored). Restart `newsletter serve`.",
+                  highlight=False)
 
 
 @cli.group("unsubscribes")
@@ -858,18 +1047,54 @@ def bounces_group():
 @click.option("--mailbox", help="maildir:///path, imaps://user:pass@host/INBOX or pop3s://... (default: config).")
 @pass_app
 def bounces_process(app, mailbox):
-    """Read bounces (RFC 3464 and the rest) and complaints (ARF), and apply the suppression policy."""
+    """Read bounces (RFC 3464 and the rest) and complaints (ARF), and apply the suppression policy.
+    Prints one line per subscriber whose state changed; reports that match nobody are kept for review."""
     from .bounces import process_mailbox
 
-    summary = process_mailbox(app.db, app.config, mailbox)
+    _print_bounce_summary(process_mailbox(app.db, app.config, mailbox))
+
+
+@bounces_group.command("unmatched")
+@click.option("--reprocess", is_flag=True, help="Run every kept report through the policy again (after an import, "
+              "a config change or a fix); the ones that now match are handled and removed from the list.")
+@pass_app
+def bounces_unmatched(app, reprocess):
+    """Reports that named no delivery or subscriber we know, or could not be read: kept, not lost."""
+    from rich.markup import escape
+    from rich.table import Column, Table
+
+    from .bounces import reprocess_reviews, unmatched_reports
+
+    if reprocess:
+        _print_bounce_summary(reprocess_reviews(app.db, app.config))
+    table = Table("id", "first seen", *(Column(name, overflow="fold") for name in ("sender", "subject",
+                  "recipients found", "reason")), title="Kept for review")
+    count = 0
+    for row in unmatched_reports(app.db):
+        count += 1
+        table.add_row(str(row["id"]), row["first_seen"][:16], escape(row["sender"] or "?"), escape(row["subject"]),
+                      escape(row["recipients"] or "-"), escape(row["reason"]))
+    if count:
+        console.print(table)
+    else:
+        console.print("No report is waiting for review.")
+
+
+def _print_bounce_summary(summary) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     table = Table("kind", "messages", title=f"{summary.read} messages read")
     for kind, count in sorted(summary.by_kind.items()):
         table.add_row(kind, str(count))
     console.print(table)
     for action in summary.actions:
-        console.print(action, highlight=False)
+        console.print(escape(action), highlight=False)
+    if summary.logged:
+        console.print(f"{summary.logged} events logged without changing anyone's state.")
     if summary.unmatched:
-        console.print(f"{summary.unmatched} bounces named no delivery or subscriber we know.")
+        console.print(f"{summary.unmatched} reports matched no delivery or subscriber: kept for review "
+                      "(newsletter bounces unmatched).")
 
 
 # --- demo --------------------------------------------------------------------------------------------
@@ -879,31 +1104,33 @@ def bounces_process(app, mailbox):
 @click.option("--dir", "folder", default="demo", show_default=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder for the demo's database, config, rendered files and received mail.")
 @click.option("--campaign", "slug", default="2026-12-lac-digest", show_default=True,
-              help="Which folder of campaigns/ to send.")
+              help="Which sample campaign to send.")
 def demo(folder, slug):
     """Import the sample subscribers, build the sample issue and send it to a local SMTP server that writes
     every message it receives into a Maildir. Nothing leaves this machine."""
-    from . import demo as demo_setup
-    from .mailsink import start_sink
-    from .render import IssueRenderer, render_campaign_files
-    from .sender import prepare_campaign
+    from . import csvimport, demo as demo_setup
     from .db import LANGUAGES
     from .interests import Taxonomy
+    from .mailsink import start_sink
+    from .packaged import SAMPLE_SUBSCRIBERS
+    from .render import IssueRenderer, render_campaign_files
+    from .sender import prepare_campaign
 
     demo_setup.clean(folder)
+    demo_setup.copy_sample_campaigns(folder)
     with start_sink(folder / "maildir") as sink:
         config_path = demo_setup.write_config(folder, sink.port)
         app = App(str(config_path))
         console.print(f"[bold]1.[/] Local SMTP server listening on 127.0.0.1:{sink.port}, storing mail in "
                       f"{folder / 'maildir'}")
-        sample = demo_setup.project_folder("subscribers") / "sample.csv"
-        report = csvimport.import_csv(app.db, sample)
-        console.print(f"[bold]2.[/] Imported {report.inserted} sample subscribers from {sample}")
+        report = csvimport.import_csv(app.db, SAMPLE_SUBSCRIBERS)
+        console.print(f"[bold]2.[/] Imported {report.inserted} sample subscribers (the packaged sample.csv)")
         campaign = prepare_campaign(app.config, app.db, slug)
         renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
         files = render_campaign_files(renderer, folder / "build", LANGUAGES)
         console.print(f"[bold]3.[/] Built {slug}: {len(campaign.articles)} articles, review copies in "
-                      f"{folder / 'build'} ({len(files)} files)")
+                      f"{folder / 'build'} ({len(files)} files); the campaign folder is "
+                      f"{folder / 'campaigns' / slug}")
         console.print("[bold]4.[/] Sending")
         print_send_summary(send_with_progress(app, campaign, wait_for_retries=True), app.db)
     mails = sorted((folder / "maildir" / "new").iterdir())

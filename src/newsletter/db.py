@@ -163,6 +163,81 @@ def _v2(db: sqlite_utils.Database) -> None:
 
 
 def _v3(db: sqlite_utils.Database) -> None:
+    """Returned mail (see docs/bounces.md): how each bounce event was tied to its subscriber (a plain
+    address match does not count towards the soft-bounce threshold); Message-IDs looked up when a report
+    has no VERP address; reports that matched nobody, kept for review; provider webhook events already
+    handled, so that a replay changes nothing."""
+    _execute_all(
+        db,
+        """
+        ALTER TABLE bounce_events ADD COLUMN matched_by TEXT NOT NULL DEFAULT '';
+        CREATE INDEX deliveries_message_id ON deliveries (message_id) WHERE message_id IS NOT NULL;
+        CREATE TABLE bounce_reviews (
+            id INTEGER PRIMARY KEY,
+            digest TEXT NOT NULL UNIQUE,
+            mailbox_key TEXT NOT NULL,
+            sender TEXT NOT NULL DEFAULT '',
+            subject TEXT NOT NULL DEFAULT '',
+            recipients TEXT NOT NULL DEFAULT '',
+            kind TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            message BLOB NOT NULL,
+            first_seen TEXT NOT NULL,
+            last_seen TEXT NOT NULL
+        );
+        CREATE TABLE webhook_events (
+            provider TEXT NOT NULL,
+            event_id TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            PRIMARY KEY (provider, event_id)
+        )
+        """,
+    )
+
+
+def _v4(db: sqlite_utils.Database) -> None:
+    """What the staff pages chart and tell, kept cheap to read at a million rows:
+
+    - campaign_history: one row per state change (written by campaign_state), so a campaign page can say
+      when it was built, scheduled, sent, and why it paused;
+    - subscribers.status_changed_at, kept by a trigger on every status change whatever code made it, so
+      losses can be counted per month and attributed to the campaign a person last received;
+    - indexes for the per-minute delivery timeline, the monthly audience counts and bounces by delivery;
+    - staff_sessions: staff logins, so that a logout or a new password ends a session for good."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE campaign_history (
+            id INTEGER PRIMARY KEY,
+            slug TEXT NOT NULL,
+            from_state TEXT,
+            state TEXT NOT NULL,
+            reason TEXT NOT NULL DEFAULT '',
+            at TEXT NOT NULL
+        );
+        CREATE INDEX campaign_history_slug ON campaign_history (slug, id);
+        INSERT INTO campaign_history (slug, from_state, state, reason, at)
+            SELECT slug, NULL, state, coalesce(last_error, ''), updated_at FROM campaigns;
+        ALTER TABLE subscribers ADD COLUMN status_changed_at TEXT;
+        UPDATE subscribers SET status_changed_at = updated_at WHERE status NOT IN ('active', 'pending');
+        CREATE INDEX subscribers_created ON subscribers (created_at, status);
+        CREATE INDEX subscribers_status_changed ON subscribers (status, status_changed_at);
+        CREATE INDEX deliveries_timeline ON deliveries (campaign, status, updated_at);
+        CREATE INDEX bounce_events_delivery ON bounce_events (delivery_id);
+        CREATE TABLE staff_sessions (
+            sid TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            ended_at TEXT
+        )
+        """,
+    )
+    db.conn.execute(  # one statement with ';' inside: not for _execute_all
+        """CREATE TRIGGER subscribers_status_changed AFTER UPDATE OF status ON subscribers
+           WHEN new.status IS NOT old.status
+           BEGIN UPDATE subscribers SET status_changed_at = new.updated_at WHERE id = new.id; END""")
+
+
+def _v5(db: sqlite_utils.Database) -> None:
     """Why a campaign is paused (an operator, or a fault of the relay with its reason and the scheduler's
     back-off), and a record of every requeue after an incident (`newsletter deliveries retry`)."""
     _execute_all(
@@ -187,7 +262,7 @@ def _v3(db: sqlite_utils.Database) -> None:
 
 
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 SEGMENT_INDEX = "CREATE INDEX IF NOT EXISTS subscribers_segment ON subscribers (status, country, language, interests)"

@@ -6,14 +6,14 @@ import secrets
 import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from .packaged import SAMPLE_CAMPAIGNS, SAMPLE_SUBSCRIBERS
 
 DEMO_CONFIG = """\
 # Written by `newsletter demo`; a throwaway setup. Use `newsletter init` for a real one.
 [newsletter]
 database = "newsletter.db"
-campaigns_dir = "{campaigns}"
-templates_dir = "{templates}"
+campaigns_dir = "campaigns"
+templates_dir = "templates"
 list_name = "LAC Internet Digest (demo)"
 sender_name = "LAC Regional Bureau"
 sender_address = "news@lac.example.org"
@@ -29,13 +29,6 @@ connections = 4
 """
 
 
-def project_folder(name: str) -> Path:
-    """campaigns/, templates/ and subscribers/ of the checkout, found from here or the working folder."""
-    for base in (Path.cwd(), REPO):
-        if (base / name).is_dir():
-            return (base / name).resolve()
-    raise FileNotFoundError(f"cannot find the {name}/ folder; run the demo from the project's checkout")
-
 
 def clean(folder: Path) -> None:
     """No database, rendered files or mail from an earlier run: only what the demo itself made."""
@@ -46,10 +39,18 @@ def clean(folder: Path) -> None:
     shutil.rmtree(folder / "build", ignore_errors=True)
 
 
+def copy_sample_campaigns(folder: Path) -> Path:
+    """The packaged sample campaigns, copied fresh into folder/campaigns so that they can be edited and
+    sent again; a folder of the user's own there with another name is left alone."""
+    target = folder / "campaigns"
+    for campaign in sorted(path for path in SAMPLE_CAMPAIGNS.iterdir() if path.is_dir()):
+        shutil.rmtree(target / campaign.name, ignore_errors=True)
+        shutil.copytree(campaign, target / campaign.name)
+    return target
+
+
 def write_config(folder: Path, port: int) -> Path:
     """A config pointing at the local server on `port`."""
     config_path = folder / "newsletter.toml"
-    config_path.write_text(DEMO_CONFIG.format(
-        campaigns=project_folder("campaigns"), templates=project_folder("templates"), port=port,
-        secret=secrets.token_urlsafe(24)), encoding="utf-8")
+    config_path.write_text(DEMO_CONFIG.format(port=port, secret=secrets.token_urlsafe(24)), encoding="utf-8")
     return config_path

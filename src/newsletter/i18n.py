@@ -24,6 +24,7 @@ from babel.messages.pofile import PoFileError, read_po
 from babel.support import Translations
 
 from newsletter.db import LANGUAGES
+from newsletter.packaged import template_search_path
 
 SUPPORTED_LANGUAGES: tuple[str, ...] = LANGUAGES  # the languages a subscriber can choose
 DEFAULT_LANGUAGE = "en"
@@ -125,9 +126,9 @@ def wrap(text: str, width: int = 72, prefix: str = "") -> str:
     )
 
 
-def _environment(directory: Path, lang: str, domain: str) -> jinja2.Environment:
+def _environment(search_path: tuple[Path, ...], lang: str, domain: str) -> jinja2.Environment:
     environment = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(directory),
+        loader=jinja2.FileSystemLoader(list(search_path)),
         autoescape=jinja2.select_autoescape(["html"], default_for_string=True, default=False),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -154,16 +155,17 @@ def _environment(directory: Path, lang: str, domain: str) -> jinja2.Environment:
     return environment
 
 
-def email_environment(templates_dir: Path, lang: str) -> jinja2.Environment:
-    """The Jinja2 environment for templates_dir/email in one language (cached: build once, render many)."""
-    return _cached_environment(Path(templates_dir).resolve() / "email", negotiate(lang), "email")
+def email_environment(templates_dir: Path | None, lang: str) -> jinja2.Environment:
+    """The Jinja2 environment for email templates in one language: templates_dir/email first, then the
+    packaged defaults (cached: build once, render many)."""
+    return _cached_environment(tuple(template_search_path(templates_dir, "email")), negotiate(lang), "email")
 
 
-def web_environment(templates_dir: Path, lang: str) -> jinja2.Environment:
-    """The Jinja2 environment for templates_dir/web in one language, with the "web" catalogue."""
-    return _cached_environment(Path(templates_dir).resolve() / "web", negotiate(lang), "web")
+def web_environment(templates_dir: Path | None, lang: str) -> jinja2.Environment:
+    """The Jinja2 environment for pages in one language, with the "web" catalogue; overrides as for email."""
+    return _cached_environment(tuple(template_search_path(templates_dir, "web")), negotiate(lang), "web")
 
 
 @lru_cache(maxsize=None)
-def _cached_environment(directory: Path, lang: str, domain: str) -> jinja2.Environment:
-    return _environment(directory, lang, domain)
+def _cached_environment(search_path: tuple[Path, ...], lang: str, domain: str) -> jinja2.Environment:
+    return _environment(search_path, lang, domain)

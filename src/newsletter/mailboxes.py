@@ -1,17 +1,19 @@
 """Fetch returned mail from wherever the bounce address delivers it: a Maildir, IMAP or POP3.
 
 iter_mailbox() yields each message with a function that takes it away once it has been handled,
-so a crash half-way leaves the unhandled messages in place for the next run.
+so a crash half-way leaves the unhandled messages in place for the next run. Called with a folder
+name, that function files the message there instead, for a person to look at (a review folder).
 
 - maildir:///path: reads new/ and cur/; handled messages are moved (one atomic rename) into the
   Maildir++ sub-folder ``.processed`` of the same maildir, flagged Seen, so they can be inspected
-  later and are never read twice. Empty that folder with any mail tool.
+  later and are never read twice. Empty that folder with any mail tool. A named folder is the
+  Maildir++ sub-folder ``.<name>``.
 - imap://user:pass@host[:port]/FOLDER and imaps://: handled messages are flagged \\Deleted and
-  expunged at once. The folder defaults to INBOX; messages are read with BODY.PEEK so the ones we
-  fail on stay unread.
+  expunged at once; a named folder is created if needed and the message copied there first. The
+  folder defaults to INBOX; messages are read with BODY.PEEK so the ones we fail on stay unread.
 - pop3://user:pass@host[:port] and pop3s://: handled messages are marked for deletion, which POP3
   carries out when the session ends normally (after the last message was yielded, or when the
-  caller closes the iterator).
+  caller closes the iterator). POP3 has no folders: a message meant for one stays in the mailbox.
 User, password and folder are percent-decoded, so write "@" in a user name as %40.
 """
 
@@ -22,10 +24,16 @@ import os
 import poplib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 from urllib.parse import unquote, urlsplit
 
-MailboxItem = tuple[str, bytes, Callable[[], None]]
+
+class Remover(Protocol):
+    def __call__(self, folder: str = "") -> None:
+        """Take the message away: filed as processed, or into `folder` when one is named."""
+
+
+MailboxItem = tuple[str, bytes, Remover]
 
 _DEFAULT_PORTS = {"imap": 143, "imaps": 993, "pop3": 110, "pop3s": 995}
 _PROCESSED_FOLDER = ".processed"
@@ -132,18 +140,25 @@ def _iter_maildir(root: Path) -> Iterator[MailboxItem]:
         yield name.partition(":")[0], raw, _mover(root, source)
 
 
-def _mover(root: Path, source: Path) -> Callable[[], None]:
-    def move_to_processed() -> None:
-        processed = root / _PROCESSED_FOLDER
+def maildir_folder(root: Path, folder: str) -> Path:
+    """The Maildir++ sub-folder of that name (".processed" for "processed")."""
+    if not folder or "/" in folder or folder in (".", ".."):
+        raise ValueError(f"folder name {folder!r}: use a plain name such as review")
+    return root / ("." + folder.lstrip("."))
+
+
+def _mover(root: Path, source: Path) -> Remover:
+    def move(folder: str = "") -> None:
+        target = maildir_folder(root, folder) if folder else root / _PROCESSED_FOLDER
         for sub in ("new", "cur", "tmp"):
-            (processed / sub).mkdir(parents=True, exist_ok=True)
-        (processed / "maildirfolder").touch()
+            (target / sub).mkdir(parents=True, exist_ok=True)
+        (target / "maildirfolder").touch()
         unique, _, info = source.name.partition(":")
         flags = info.partition(",")[2] if info.startswith("2,") else ""
-        seen_flags = "".join(sorted(set(flags) | {"S"}))
-        os.replace(source, processed / "cur" / f"{unique}:2,{seen_flags}")
+        seen_flags = "".join(sorted(set(flags) | {"S"})) if not folder else flags
+        os.replace(source, target / "cur" / f"{unique}:2,{seen_flags}")
 
-    return move_to_processed
+    return move
 
 
 def _iter_imap(location: MailboxURL) -> Iterator[MailboxItem]:
@@ -168,8 +183,31 @@ def _iter_imap(location: MailboxURL) -> Iterator[MailboxItem]:
         _quietly(client.logout)
 
 
-def _imap_deleter(client: imaplib.IMAP4, uid: bytes) -> Callable[[], None]:
-    def delete() -> None:
+def file_reviewed(url: str, folder: str, key: str) -> bool:
+    """File a message that waited in a Maildir review folder as processed, once it has been handled.
+    Other mailboxes keep their review copy (a person deletes it); False when nothing was moved."""
+    location = parse_mailbox_url(url)
+    if location.scheme != "maildir":
+        return False
+    root = Path(location.path)
+    review = maildir_folder(root, folder)
+    for sub in ("cur", "new"):
+        if not (review / sub).is_dir():
+            continue
+        for entry in (review / sub).iterdir():
+            if entry.name.partition(":")[0] == key:
+                _mover(root, entry)()
+                return True
+    return False
+
+
+def _imap_deleter(client: imaplib.IMAP4, uid: bytes) -> Remover:
+    def delete(folder: str = "") -> None:
+        if folder:
+            client.create(_imap_quote(folder))  # answers NO when it exists, which is fine
+            status, _ = client.uid("COPY", uid, _imap_quote(folder))
+            if status != "OK":
+                raise ValueError(f"IMAP folder {folder!r} cannot take the message; check [bounces] review_folder")
         client.uid("STORE", uid, "+FLAGS.SILENT", r"(\Deleted)")
         client.expunge()
 
@@ -202,8 +240,12 @@ def _iter_pop3(location: MailboxURL) -> Iterator[MailboxItem]:
     _quietly(client.quit)  # QUIT is what carries out the deletions
 
 
-def _pop3_deleter(client: poplib.POP3, number: int) -> Callable[[], None]:
-    return lambda: client.dele(number)
+def _pop3_deleter(client: poplib.POP3, number: int) -> Remover:
+    def delete(folder: str = "") -> None:
+        if not folder:  # no folders in POP3: a message meant for one stays where it is
+            client.dele(number)
+
+    return delete
 
 
 def _quietly(action: Callable[[], object]) -> None:

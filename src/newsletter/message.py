@@ -3,7 +3,8 @@
 email.message.EmailMessage costs about a millisecond per message. Here the skeleton (fixed headers, MIME
 boundaries, the quoted-printable encoding of every fixed stretch of both parts) is built once per variant;
 per recipient only the slot values are encoded and the pieces joined. Output: CRLF line endings, no line
-over 76 octets in the bodies, every header free of CR/LF, so nothing a subscriber typed can add a header.
+over 76 octets in the bodies, every header free of CR/LF, so nothing a subscriber typed can add a header,
+and no line that starts with a dot, so the bytes go into SMTP's DATA as they are (smtpwire.SMTPReady).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import dkim
 from .config import Config
 from .render import PLACEHOLDER, RenderedVariant, greeting
 from .signing import PREFERENCES, UNSUBSCRIBE, Signer
+from .smtpwire import SMTPReady
 
 CRLF = b"\r\n"
 DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-id", b"list-unsubscribe",
@@ -56,9 +58,27 @@ def address_header(name: str, display: str, address: str) -> bytes:
 
 
 def qp(data: str) -> bytes:
-    """Quoted-printable with CRLF line breaks (input may use LF or CRLF)."""
+    """Quoted-printable with CRLF line breaks (input may use LF or CRLF), no line starting with a dot."""
     raw = data.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
-    return binascii.b2a_qp(raw, istext=True).replace(b"\n", CRLF)
+    encoded = binascii.b2a_qp(raw, istext=True)
+    if encoded[:1] == b"." or b"\n." in encoded:
+        encoded = _encode_leading_dots(encoded)
+    return encoded.replace(b"\n", CRLF)
+
+
+def _encode_leading_dots(encoded: bytes) -> bytes:
+    """Write a dot that starts a line as =2E (any octet may be, RFC 2045 6.7), so that SMTP never has to
+    dot-stuff the message; a line that would grow past 76 octets gets a soft break after the =2E."""
+    lines = []
+    for line in encoded.split(b"\n"):
+        while line[:1] == b".":
+            if len(line) <= 74:
+                line = b"=2E" + line[1:]
+            else:
+                lines.append(b"=2E=")
+                line = line[1:]
+        lines.append(line)
+    return b"\n".join(lines)
 
 
 def _compile_body(template: str) -> list[bytes | str]:
@@ -158,7 +178,7 @@ class MessageFactory:
             self._date_cache = (second, header)
         return header
 
-    def build(self, variant: RenderedVariant, subscriber: dict, *, message_id: str, now: datetime) -> bytes:
+    def build(self, variant: RenderedVariant, subscriber: dict, *, message_id: str, now: datetime) -> SMTPReady:
         """The complete message for one subscriber (a dict with id, email, name)."""
         template = self.template(variant)
         links = self.links(subscriber["id"])
@@ -187,7 +207,7 @@ class MessageFactory:
         ])
         if self.dkim_key is not None:
             message = self._dkim_sign(message)
-        return message
+        return SMTPReady(message)
 
     def _dkim_sign(self, message: bytes) -> bytes:
         key = self.dkim_key

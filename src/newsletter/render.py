@@ -16,7 +16,7 @@ from types import SimpleNamespace
 import premailer
 
 from .articles import summarize
-from .campaigns import GENERAL, Campaign, build_sections, country_blocks_for, variant_key
+from .campaigns import GENERAL, Campaign, CampaignError, build_sections, country_blocks_for, variant_key
 from .config import Config
 from .i18n import email_environment, gettext_for
 from .interests import Taxonomy
@@ -88,6 +88,16 @@ class IssueRenderer:
             cached = self._variants[key] = self._render(lang, key, interests, country)
         return cached
 
+    def full_issue(self, lang: str) -> RenderedVariant:
+        """Every section, no country block: what `campaign build` writes for review."""
+        return self.variant(lang, frozenset(self.taxonomy.slugs), "")
+
+    def check(self, langs: tuple[str, ...]) -> None:
+        """Render each language's full issue, so that a template or content fault refuses a send before a
+        single delivery is queued (RenderError names the template and line)."""
+        for lang in langs:
+            self.full_issue(lang)
+
     @property
     def variant_count(self) -> int:
         return len(self._variants)
@@ -128,11 +138,33 @@ class IssueRenderer:
             ),
         }
         environment = email_environment(self.config.templates_dir, lang)
-        html = inline_css(environment.get_template(f"{campaign.template}.html").render(context))
-        text = environment.get_template(f"{campaign.template}.txt").render(context)
+        html = inline_css(self._template(environment, f"{campaign.template}.html", context))
+        text = self._template(environment, f"{campaign.template}.txt", context)
         variant = RenderedVariant(campaign, lang, key, context["subject"], html, text)
         variant.warnings = check_html(html)
         return variant
+
+
+    def _template(self, environment, name: str, context: dict) -> str:
+        """One template rendered; its faults (missing, bad syntax, unknown variable) as one RenderError."""
+        import jinja2
+
+        try:
+            return environment.get_template(name).render(context)
+        except jinja2.TemplateNotFound:
+            raise RenderError(f"email template {name!r} not found (campaign {self.campaign.slug}: template = "
+                              f"{self.campaign.template!r}); `newsletter templates list` shows the packaged "
+                              "ones") from None
+        except jinja2.TemplateSyntaxError as exc:
+            raise RenderError(f"{exc.filename or name}, line {exc.lineno}: {exc.message}; fix that line, or "
+                              "delete your copy to use the packaged template") from None
+        except jinja2.UndefinedError as exc:
+            raise RenderError(f"email template {name}: {exc.message} (in language {context['lang']}); the "
+                              "template uses a value the campaign does not give") from None
+
+
+class RenderError(CampaignError):
+    """A template cannot be rendered for this campaign: a content fault, refused before sending."""
 
 
 def inline_css(html: str) -> str:
@@ -164,7 +196,7 @@ def render_campaign_files(renderer: IssueRenderer, out_dir: Path, langs: tuple[s
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for lang in langs:
-        variant = renderer.variant(lang, frozenset(renderer.taxonomy.slugs), "")
+        variant = renderer.full_issue(lang)
         sample = {"greeting": greeting(lang, "Ana"), "email": "ana@example.org",
                   "preferences_url": "#preferences", "unsubscribe_url": "#unsubscribe"}
         html, text = variant.fill(sample)

@@ -29,7 +29,7 @@ from .bounces import record_smtp_bounce
 from .campaigns import Campaign, load_campaign
 from .clock import Clock, SystemClock, utc_iso
 from .config import Config, SendingSettings
-from .db import connect
+from .db import LANGUAGES, connect
 from .deliveries import Job
 from .interests import Taxonomy
 from .message import DkimKey, MessageFactory, new_message_id
@@ -522,10 +522,13 @@ class CampaignSender:
 
 
 def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> Campaign:
-    """Load the folder, record the campaign and queue its segment (idempotent), and mark it sending."""
+    """Load the folder, record the campaign and queue its segment (idempotent), and mark it sending.
+
+    A campaign that cannot be rendered is refused here (RenderError), before anything is queued."""
     campaign = load_campaign(Path(config.campaigns_dir) / slug, config.tz)
     row = campaign_state.register(db, campaign, clock)
-    if row["state"] in ("draft", "scheduled"):  # the segment is read once: late subscribers wait for the next issue
+    if row["state"] in ("draft", "scheduled"):
+        IssueRenderer(campaign, config, Taxonomy.load(db)).check(LANGUAGES)  # the segment is read once: late subscribers wait for the next issue
         deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
         campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
     return campaign

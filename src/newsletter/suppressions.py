@@ -4,10 +4,12 @@ yet an import or a subscribe form can still tell that the address must never be 
 from __future__ import annotations
 
 import hashlib
-
-import sqlite_utils
+from typing import TYPE_CHECKING
 
 from .clock import Clock, SystemClock, utc_iso
+
+if TYPE_CHECKING:  # the CLI reads REASONS at start-up, which must not import sqlite-utils
+    import sqlite_utils
 
 REASONS = ("erased", "hard-bounce", "soft-bounce", "complaint", "manual", "unsubscribed")
 

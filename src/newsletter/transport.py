@@ -457,7 +457,9 @@ def open_transport(
         port = parts.port
     except ValueError:
         _reject(url, "the port is not a number from 0 to 65535")
-    return SMTPTransport(
+    from .smtpwire import WireTransport  # the hot path's SMTPTransport (issue 14); imports this module
+
+    return WireTransport(
         parts.hostname,
         port or (465 if scheme == "smtps" else 25),
         implicit_tls=scheme == "smtps",

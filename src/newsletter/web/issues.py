@@ -9,6 +9,7 @@ from urllib.parse import unquote, urlsplit
 
 from ..campaigns import CAMPAIGN_FILE, Campaign, load_campaign
 from ..config import Config
+from ..packaged import template_search_path
 from ..render import GMAIL_CLIP_BYTES, WARN_BYTES
 from .pages import PageError
 
@@ -16,10 +17,19 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _REMOTE_SCHEMES = ("http", "https", "mailto", "tel", "cid", "data")
 
 
+MAX_SLUG = 200  # file systems refuse names over 255 bytes; a URL this long names no campaign of ours
+
+
 def campaign_folder(config: Config, slug: str) -> Path:
-    """The folder of an existing campaign; a 404 page for anything else (including ../ tricks)."""
+    """The folder of an existing campaign; a 404 page for anything else (../ tricks, names too long)."""
+    if len(slug) > MAX_SLUG or not _SLUG.fullmatch(slug) or ".." in slug:
+        raise PageError(404, "not_found")
     folder = Path(config.campaigns_dir) / slug
-    if not _SLUG.fullmatch(slug) or ".." in slug or not (folder / CAMPAIGN_FILE).is_file():
+    try:
+        found = (folder / CAMPAIGN_FILE).is_file()
+    except OSError:  # e.g. File name too long, on a file system with a shorter limit
+        found = False
+    if not found:
         raise PageError(404, "not_found")
     return folder
 
@@ -32,7 +42,7 @@ def find_campaign(config: Config, slug: str) -> Campaign:
 def content_version(config: Config, folder: Path) -> int:
     """The newest modification time (ns) under the campaign folder and the email templates: changes on any edit."""
     newest = 0
-    for root in (folder, Path(config.templates_dir) / "email"):
+    for root in (folder, *template_search_path(config.templates_dir, "email")):
         for path in [root, *root.rglob("*")]:
             try:
                 newest = max(newest, path.stat().st_mtime_ns)
