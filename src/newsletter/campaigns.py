@@ -137,7 +137,7 @@ def load_campaign(folder: Path, tz: ZoneInfo) -> Campaign:
     data = reader.data
     reader.reject_unknown(data, TOP_LEVEL_KEYS, "")
     subject = reader.languages(data, "subject", required=True)
-    titles = reader.languages(data, "title") or {"en": subject["en"]}
+    titles = reader.languages(data, "title") or dict(subject)  # no title: each language's subject
     campaign = Campaign(
         slug=folder.name,
         folder=folder,
