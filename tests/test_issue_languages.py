@@ -310,3 +310,21 @@ def test_campaign_errors_name_the_translation(tmp_path):
                              {"a.md": "---\ntitle: A\n---\n\nText.\n"})
     with pytest.raises(CampaignError, match=r"articles\[1\]\.translations\.de: unknown language"):
         load_campaign(folder, UTC)
+
+
+def test_a_send_with_an_empty_href_is_refused_before_anything_is_queued(tmp_path):
+    from newsletter import deliveries
+    from newsletter.sender import prepare_campaign
+    from newsletter.subscribers import add
+
+    templates = tmp_path / "templates" / "email"
+    templates.mkdir(parents=True)
+    (templates / "digest.html").write_text('<a href="">x</a> NLPHunsubscribe_urlNLPH NLPHpreferences_urlNLPH',
+                                           encoding="utf-8")
+    (templates / "digest.txt").write_text("x", encoding="utf-8")
+    config = load_config(write_config(tmp_path, templates_dir=f'"{tmp_path / "templates"}"'), environ={})
+    db = connect(config.database)
+    add(db, "ana@example.org", name="Ana", language="es")
+    with pytest.raises(RenderError, match="empty href"):
+        prepare_campaign(config, db, "2026-12-lac-digest")
+    assert sum(deliveries.counts(db, "2026-12-lac-digest").values()) == 0
