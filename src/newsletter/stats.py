@@ -14,6 +14,7 @@ import sqlite_utils
 
 from . import deliveries
 from .clock import parse_utc, utc_iso
+from .db import STATUSES
 from .interests import Taxonomy
 
 LOST_STATUSES = ("unsubscribed", "bounced", "complained")
@@ -220,6 +221,25 @@ def audience_history(db: sqlite_utils.Database, now: datetime) -> AudienceHistor
         at_end[status] = _running(lost[status])
         at_end["subscribed"] = [have - gone for have, gone in zip(at_end["subscribed"], at_end[status])]
     return AudienceHistory(months, joined, lost, at_end)
+
+
+def campaign_fingerprint(db: sqlite_utils.Database, slug: str) -> tuple:
+    """Changes whenever anything a campaign's report shows may have changed; cheap (index ranges only),
+    so that a report computed once can be shown again until then (web/staff.py keeps them)."""
+    per_status = db.execute("SELECT status, count(*), max(updated_at) FROM deliveries WHERE campaign = ? "
+                            "GROUP BY status", [slug]).fetchall()
+    events = db.execute("SELECT max(id), count(*) FROM bounce_events").fetchone()
+    left = db.execute("SELECT count(*), max(status_changed_at) FROM subscribers WHERE status = 'unsubscribed'"
+                      ).fetchone()
+    return tuple(per_status), tuple(events), tuple(left)
+
+
+def audience_fingerprint(db: sqlite_utils.Database) -> tuple:
+    """Changes whenever a subscriber is added, erased or changes status (what audience_history counts)."""
+    marks = ", ".join("?" * len(STATUSES))
+    return (db.execute("SELECT count(*), max(id) FROM subscribers").fetchone(),
+            tuple(db.execute(f"SELECT status, max(status_changed_at) FROM subscribers WHERE status IN ({marks}) "
+                             "GROUP BY status", list(STATUSES)).fetchall()))
 
 
 def _months(first: str, last: str) -> list[str]:
