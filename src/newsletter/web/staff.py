@@ -186,8 +186,11 @@ def dashboard() -> Response:
     now = state().clock.now()
     from ..scheduler import campaign_overview
 
+    db, path = database(), str(state().config.database)
+    recent = [REPORTS.get(("summary", path, row["slug"], row["state"]), stats.campaign_fingerprint(db, row["slug"]),
+                          lambda row=row: stats.summarize(db, row)) for row in stats.recent_campaign_rows(db)]
     return _page("staff/dashboard.html", upcoming=next_sends(now), live=[_live(slug) for slug in _running()],
-                 recent=stats.recent_campaigns(database()), local=_local, refresh=LIVE_REFRESH_SECONDS,
+                 recent=recent, local=_local, refresh=LIVE_REFRESH_SECONDS,
                  campaigns=campaign_overview(state().config, database(), state().clock))
 
 
