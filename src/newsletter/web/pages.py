@@ -8,7 +8,7 @@ from ..i18n import negotiate, web_environment
 from .state import state
 
 # What each problem page says is chosen in templates/web/problem.html by its kind.
-PROBLEM_KINDS = ("invalid_link", "expired_confirmation", "bad_form", "bad_value", "not_found",
+PROBLEM_KINDS = ("invalid_link", "expired_confirmation", "used_confirmation", "bad_form", "bad_value", "not_found",
                  "not_allowed", "too_many", "server_error")
 
 
