@@ -33,7 +33,7 @@ def visitor_language() -> str:
 def render_page(template: str, lang: str, *, status: int = 200, **context) -> Response:
     environment = web_environment(state().config.templates_dir, lang)
     html = environment.get_template(template).render(
-        list_name=state().config.list_name, url_for=url_for, **context
+        list_name=state().config.list_name_for(lang), url_for=url_for, **context
     )
     return Response(html, status=status, mimetype="text/html")
 

@@ -44,7 +44,7 @@ def consent_wording(lang: str) -> str:
     """The sentence beside the consent box, exactly as shown: it is stored as the record of what was agreed to."""
     _ = gettext_for(lang, "web")
     return _("Yes, please send %(list_name)s to this address. I can unsubscribe at any time with the link "
-             "in every issue.") % {"list_name": state().config.list_name}
+             "in every issue.") % {"list_name": state().config.list_name_for(lang)}
 
 
 @dataclass
