@@ -89,9 +89,28 @@ def naive_timeline(db):
 
 
 def naive_report(db):
-    rows = db.execute("SELECT d.status, s.language, s.country FROM deliveries d JOIN subscribers s "
-                      "ON s.id = d.subscriber_id WHERE d.campaign = ?", [SLUG])
-    return Counter((status, language, country) for status, language, country in rows)
+    """The same figures from rows fetched into Python: outcomes, language and country, bounce kinds and
+    replies, and unsubscribes attributed to the last campaign each person received before leaving."""
+    figures = Counter()
+    for status, language, country in db.execute(
+            "SELECT d.status, s.language, s.country FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+            "WHERE d.campaign = ?", [SLUG]):
+        figures[status] += 1
+        if status == "sent":
+            figures["lang:" + language] += 1
+            figures["country:" + country] += 1
+    for kind, diagnostic, campaign in db.execute(
+            "SELECT e.kind, e.diagnostic, d.campaign FROM bounce_events e JOIN deliveries d ON d.id = e.delivery_id"):
+        if campaign == SLUG:
+            figures[f"{kind}:{diagnostic}"] += 1
+    left = dict(db.execute("SELECT id, status_changed_at FROM subscribers WHERE status = 'unsubscribed'"))
+    last: dict[int, tuple[str, str]] = {}
+    for subscriber, campaign, sent_at in db.execute(
+            "SELECT subscriber_id, campaign, sent_at FROM deliveries WHERE status = 'sent'"):
+        if subscriber in left and sent_at <= left[subscriber] and sent_at > last.get(subscriber, ("", ""))[1]:
+            last[subscriber] = (campaign, sent_at)
+    figures["unsubscribes"] = sum(1 for campaign, _ in last.values() if campaign == SLUG)
+    return figures
 
 
 def naive_history(db):

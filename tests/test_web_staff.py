@@ -420,3 +420,27 @@ def test_a_report_shown_again_follows_changes_made_since(site, sent):
                     "WHERE email = 'person0@example.org'")
     outcome = staff.get(f"/staff/campaigns/{SLUG}").text
     assert re.search(r"bounced <strong>1</strong>", outcome)
+
+
+def test_set_password_stores_only_a_hash_and_keeps_the_rest_of_the_config(tmp_path):
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+    from newsletter.config import load_config
+    from werkzeug.security import check_password_hash
+
+    config = tmp_path / "newsletter.toml"
+    config.write_text('# our settings\n[newsletter]\nlist_name = "Digest"\n\n[web]\nport = 9000  # the port\n'
+                      '\n[digest]\nrules = []\n', encoding="utf-8")
+    runner = CliRunner()
+    for password in (PASSWORD, "a second good password"):
+        result = runner.invoke(cli, ["--config", str(config), "staff", "set-password", "--password", password])
+        assert result.exit_code == 0, result.output
+    text = config.read_text(encoding="utf-8")
+    assert PASSWORD not in text and "a second good password" not in text
+    assert text.count("staff_password") == 1 and "# our settings" in text and "port = 9000  # the port" in text
+    loaded = load_config(config)
+    assert check_password_hash(loaded.web.staff_password, "a second good password")
+    assert (loaded.web.port, loaded.list_name, loaded.digest.rules) == (9000, "Digest", [])
+    short = runner.invoke(cli, ["--config", str(config), "staff", "set-password", "--password", "short"])
+    assert short.exit_code != 0 and "at least 10 characters" in short.output
