@@ -17,7 +17,7 @@ from ..clock import Clock, SystemClock
 from ..config import Config
 from ..db import connect
 from ..signing import Signer
-from . import archive, preferences, preview, subscribe, unsubscribe
+from . import archive, hooks, preferences, preview, subscribe, unsubscribe
 from .pages import PageError, problem_page
 from .state import EXTENSION_KEY, WebState, close_database
 from .throttle import Throttle
@@ -37,7 +37,7 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
     app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock))
-    for module in (subscribe, preferences, unsubscribe, archive, preview):
+    for module in (subscribe, preferences, unsubscribe, archive, preview, hooks):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)
     app.register_error_handler(PageError, problem_page)
