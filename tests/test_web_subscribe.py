@@ -139,13 +139,22 @@ def test_one_email_address_may_be_submitted_three_times_an_hour_from_any_number_
     assert statuses == [200, 200, 200, 429]
 
 
-def test_behind_a_proxy_on_this_machine_each_visitor_has_their_own_limit_and_consent_ip(site, smtp):
+def test_behind_a_trusted_proxy_each_visitor_has_their_own_limit_and_consent_ip(site, smtp):
+    site.config.web.trusted_proxies = ["127.0.0.1"]
     form = site.get("/subscribe").form("subscribe")
     for number in range(4):
         answer = site.post(form.action, form.values(email=f"p{number}@example.org", consent="yes"),
                            X_Forwarded_For=f"10.9.9.9, 198.51.100.{number}")
         assert answer.status == 200
     assert get(site.db, "p3@example.org")["consent_ip"] == "198.51.100.3"  # the address the proxy saw
+
+
+def test_forwarded_headers_are_not_believed_unless_the_peer_is_a_trusted_proxy(site, smtp):
+    form = site.get("/subscribe").form("subscribe")  # trusted_proxies is empty by default
+    statuses = [site.post(form.action, form.values(email=f"p{number}@example.org", consent="yes"),
+                          X_Forwarded_For=f"198.51.100.{number}").status for number in range(4)]
+    assert statuses == [200, 200, 200, 429]  # one client, whatever the header claims
+    assert get(site.db, "p0@example.org")["consent_ip"] == "127.0.0.1"
 
 
 def test_the_throttle_forgets_after_the_window():

@@ -33,7 +33,16 @@ def register(db: sqlite_utils.Database, campaign: Campaign, clock: Clock = Syste
         [campaign.slug, campaign.title, "scheduled" if campaign.send_at else "draft", campaign.segment,
          campaign.transport, utc_iso(campaign.send_at) if campaign.send_at else None, now, now],
     )
+    db.execute("INSERT INTO campaign_history (slug, from_state, state, reason, at) SELECT slug, NULL, state, "
+               "'built', ? FROM campaigns WHERE slug = ? AND NOT EXISTS (SELECT 1 FROM campaign_history "
+               "WHERE slug = ?)", [now, campaign.slug, campaign.slug])
     return get(db, campaign.slug)
+
+
+def history(db: sqlite_utils.Database, slug: str) -> list[dict]:
+    """Every state the campaign went through, oldest first, with why (a pause's reason) where one was given."""
+    return list(db.query("SELECT from_state, state, reason, at FROM campaign_history WHERE slug = ? ORDER BY id",
+                         [slug]))
 
 
 def get(db: sqlite_utils.Database, slug: str) -> dict | None:
@@ -42,7 +51,9 @@ def get(db: sqlite_utils.Database, slug: str) -> dict | None:
 
 
 def set_state(db: sqlite_utils.Database, slug: str, state: str, *, clock: Clock = SystemClock(),
-              allowed_from: tuple[str, ...] | None = None, **columns) -> None:
+              allowed_from: tuple[str, ...] | None = None, reason: str = "", **columns) -> None:
+    """Change the state and add it to campaign_history; `reason` (else pause_reason or last_error) is kept
+    with the change."""
     if state not in STATES:
         raise StateError(f"unknown state {state!r}")
     row = get(db, slug)
@@ -53,6 +64,8 @@ def set_state(db: sqlite_utils.Database, slug: str, state: str, *, clock: Clock 
     columns.update(state=state, updated_at=utc_iso(clock.now()))
     assignments = ", ".join(f"{name} = ?" for name in columns)
     db.execute(f"UPDATE campaigns SET {assignments} WHERE slug = ?", [*columns.values(), slug])
+    db.execute("INSERT INTO campaign_history (slug, from_state, state, reason, at) VALUES (?, ?, ?, ?, ?)",
+               [slug, row["state"], state, reason or columns.get("pause_reason") or columns.get("last_error") or "", columns["updated_at"]])
 
 
 def schedule(db: sqlite_utils.Database, slug: str, when: datetime, clock: Clock = SystemClock()) -> None:

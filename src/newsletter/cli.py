@@ -800,13 +800,34 @@ def scheduler_command(app, once, interval):
 @cli.command("serve")
 @click.option("--host", help="Address to bind (default from config: 127.0.0.1, this machine only).")
 @click.option("--port", type=int, help="Port (default from config: 8080).")
+@click.option("--threads", type=int, help="Worker threads (default from config [web] threads: 8).")
 @pass_app
-def serve_command(app, host, port):
-    """Run the web pages: preference centre, unsubscribe, subscribe and opt-in, archive, and the staff
-    preview at /preview (from localhost only, unless [web] preview_password is set)."""
+def serve_command(app, host, port, threads):
+    """Run the web pages on waitress: preference centre, unsubscribe, subscribe and opt-in, archive, and the
+    staff pages at /staff/ and /preview (this machine only, or everyone after a login once [web]
+    staff_password is set). Behind nginx or Caddy: see docs/deploy.md."""
     from .web.app import serve
 
-    serve(app.config, host, port)
+    serve(app.config, host, port, threads=threads)
+
+
+@cli.group("staff")
+def staff_group():
+    """Access to the staff pages (/staff/, /preview)."""
+
+
+@staff_group.command("set-password")
+@click.password_option("--password", prompt="New staff password", help="The password (asked for when not given).")
+@pass_app
+def staff_set_password(app, password):
+    """Store a hash of the staff password in the config file ([web] staff_password); the staff pages then
+    need a login from everywhere, and every open session ends."""
+    from .config import set_setting
+    from .web.staff_access import hash_password
+
+    set_setting(app.config.path, "web", "staff_password", hash_password(password))
+    console.print(f"Staff password set in {app.config.path} (only its hash is stored). Restart `newsletter serve`.",
+                  highlight=False)
 
 
 @cli.group("unsubscribes")

@@ -6,7 +6,9 @@ are relative to the file's own folder, so a config works from any working direct
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import secrets
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -96,10 +98,19 @@ class WebhookSettings:
 class WebSettings:
     host: str = setting("127.0.0.1", "Address `newsletter serve` binds to (127.0.0.1: this machine only).")
     port: int = setting(8080, "Port `newsletter serve` listens on.", minimum=1, maximum=65535)
+    threads: int = setting(8, "Worker threads of `newsletter serve` (waitress): requests served at once.",
+                           minimum=1, maximum=256)
     preview_password: str = setting("", "Password for /preview from anywhere but localhost; empty: localhost "
                                     "only.", secret=True)
-    staff_addresses: list[str] = setting([], "Addresses the preview offers for test sends.",
+    staff_addresses: list[str] = setting([], "Addresses the preview and the staff pages offer for test sends.",
                                          example='["editor@lac.example.org"]')
+    staff_password: str = setting("", "A hash of the staff password, written by `newsletter staff "
+                                  "set-password` (never the password itself). Set: every staff page (/staff/, "
+                                  "/preview) needs a login, from anywhere. Empty: this machine only.", secret=True)
+    trusted_proxies: list[str] = setting([], "Peers (reverse proxies) whose X-Forwarded-For and "
+                                         "X-Forwarded-Proto headers are believed; none by default. Behind nginx "
+                                         "or Caddy on this machine: [\"127.0.0.1\"] (docs/deploy.md).",
+                                         example='["127.0.0.1"]')
 
 
 @dataclass
@@ -332,6 +343,9 @@ host = "127.0.0.1"
 port = 8080
 preview_password = ""      # needed to open /preview from anywhere but localhost
 staff_addresses = []
+# staff_password = "..."   # written by `newsletter staff set-password` (a hash); staff pages then need a login
+trusted_proxies = []       # e.g. ["127.0.0.1"] behind nginx/Caddy on this machine: see docs/deploy.md
+threads = 8                # worker threads of `newsletter serve`
 
 [digest]
 rules = ["first tuesday of each month at 09:00 America/Port_of_Spain"]
@@ -347,6 +361,41 @@ segment = "status:active"
 # mailgun_signing_key = "" # better: $NEWSLETTER_MAILGUN_SIGNING_KEY
 # max_age_seconds = 900
 """
+
+
+def set_setting(path: Path, section: str, key: str, value: str) -> None:
+    """Write `key = "value"` into [section] of the config file, replacing the key if it is there (comments and
+    the rest of the file are kept). The file is replaced whole, so a crash leaves the old or the new one."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    line = f"{key} = {json.dumps(value)}\n"  # a JSON string is a valid TOML basic string
+    header = re.compile(r"^\s*\[\s*([A-Za-z0-9_.-]+)\s*\]")
+    assignment = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    current, start, end, done = None, None, len(lines), False
+    for number, text in enumerate(lines):
+        found = header.match(text)
+        if found:
+            if current == section:
+                end = number
+                break
+            current = found.group(1)
+            if current == section:
+                start = number
+        elif current == section and assignment.match(text):
+            lines[number] = line
+            done = True
+    if not done:
+        if start is None:
+            lines += ["\n" if lines and not lines[-1].endswith("\n\n") else "", f"[{section}]\n", line]
+        else:
+            while end > start + 1 and not lines[end - 1].strip():
+                end -= 1
+            lines.insert(end, line)
+    text = "".join(lines)
+    tomllib.loads(text)  # never write a file that no longer reads
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(text, encoding="utf-8")
+    temporary.chmod(path.stat().st_mode & 0o777)
+    temporary.replace(path)
 
 
 def write_example_config(path: Path) -> None:

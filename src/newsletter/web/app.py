@@ -1,4 +1,4 @@
-"""The Flask application: subscribe, confirm, preferences, unsubscribe, archive and the staff preview.
+"""The Flask application: subscribe, confirm, preferences, unsubscribe, archive, the staff pages and preview.
 
 Pages are rendered with newsletter.i18n's web environment (templates/web, the "web" catalogue) in the
 subscriber's language, or the visitor's when we do not know who they are.
@@ -11,14 +11,14 @@ import sys
 
 from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
-from werkzeug.serving import WSGIRequestHandler, make_server
 
 from ..clock import Clock, SystemClock
 from ..config import Config
 from ..db import connect
 from ..signing import Signer
-from . import archive, hooks, preferences, preview, subscribe, unsubscribe
+from . import archive, hooks, preferences, preview, staff, staff_access, subscribe, unsubscribe
 from .pages import PageError, problem_page
+from .staff_access import LoginThrottle, write_session_cookie
 from .state import EXTENSION_KEY, WebState, close_database
 from .throttle import Throttle
 
@@ -36,13 +36,14 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     connect(config.database).conn.close()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
-    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock))
-    for module in (subscribe, preferences, unsubscribe, archive, preview, hooks):
+    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
+    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff, hooks):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)
     app.register_error_handler(PageError, problem_page)
     app.register_error_handler(HTTPException, _http_problem)
     app.after_request(_security_headers)
+    app.after_request(write_session_cookie)
     app.add_url_rule("/", "home", lambda: redirect(url_for("subscribe.form")))
     return app
 
@@ -63,27 +64,54 @@ def _security_headers(response: Response) -> Response:
     return response
 
 
-class _RedactingRequestHandler(WSGIRequestHandler):
-    """The access log without the tokens of /u/, /p/ and /confirm/ links: each one works like a password."""
-
-    _TOKEN = re.compile(r"(/(?:u|p|confirm)/)[^/\s?\"]+")
-
-    def log(self, kind: str, message: str, *args) -> None:
-        super().log(kind, message, *[self._TOKEN.sub(r"\1[token]", a) if isinstance(a, str) else a for a in args])
+_TOKEN = re.compile(r"(/(?:u|p|confirm)/)[^/\s?\"]+")
 
 
-def serve(config: Config, host: str | None = None, port: int | None = None, *,
+def redact(path: str) -> str:
+    """A path for the access log without the tokens of /u/, /p/ and /confirm/ links: each works like a password."""
+    return _TOKEN.sub(r"\1[token]", path)
+
+
+class AccessLog:
+    """WSGI middleware writing one line per request to stderr, tokens redacted (waitress keeps no access log)."""
+
+    def __init__(self, app, stream=None) -> None:
+        self.app = app
+        self.stream = stream or sys.stderr
+
+    def __call__(self, environ, start_response):
+        seen = {}
+
+        def remember(status, headers, exc_info=None):
+            seen["status"] = status.split(" ", 1)[0]
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, remember)
+        path = redact(environ.get("PATH_INFO", ""))
+        print(f'{environ.get("REMOTE_ADDR", "-")} "{environ.get("REQUEST_METHOD")} {path} '
+              f'{environ.get("SERVER_PROTOCOL")}" {seen.get("status", "-")}', file=self.stream, flush=True)
+        return result
+
+
+def serve(config: Config, host: str | None = None, port: int | None = None, *, threads: int | None = None,
           clock: Clock = SystemClock()) -> None:
-    """Run the application with werkzeug's threaded server until Ctrl-C; 127.0.0.1 unless told otherwise."""
+    """Run the application on waitress (a production WSGI server) until Ctrl-C or SIGTERM; 127.0.0.1 unless
+    told otherwise, with [web] threads worker threads."""
+    import waitress
+
     app = create_app(config, clock=clock)
     host = host or config.web.host or "127.0.0.1"
-    server = make_server(host, config.web.port if port is None else port, app, threaded=True,
-                         request_handler=_RedactingRequestHandler)
+    threads = threads or config.web.threads
+    if threads < 1:
+        raise ConfigError(f"[web] threads must be 1 or more, not {threads}")
+    server = waitress.create_server(AccessLog(app), host=host, port=config.web.port if port is None else port,
+                                    threads=threads, ident="newsletter", clear_untrusted_proxy_headers=False)
     shown_host = f"[{host}]" if ":" in host else host
-    print(f"newsletter: serving on http://{shown_host}:{server.port}/ (Ctrl-C stops)", file=sys.stderr, flush=True)
+    print(f"newsletter: serving on http://{shown_host}:{server.effective_port}/ with {threads} threads "
+          "(Ctrl-C stops)", file=sys.stderr, flush=True)
     try:
-        server.serve_forever()
+        server.run()
     except KeyboardInterrupt:
         pass
     finally:
-        server.server_close()
+        server.close()

@@ -17,10 +17,19 @@ _SLUG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _REMOTE_SCHEMES = ("http", "https", "mailto", "tel", "cid", "data")
 
 
+MAX_SLUG = 200  # file systems refuse names over 255 bytes; a URL this long names no campaign of ours
+
+
 def campaign_folder(config: Config, slug: str) -> Path:
-    """The folder of an existing campaign; a 404 page for anything else (including ../ tricks)."""
+    """The folder of an existing campaign; a 404 page for anything else (../ tricks, names too long)."""
+    if len(slug) > MAX_SLUG or not _SLUG.fullmatch(slug) or ".." in slug:
+        raise PageError(404, "not_found")
     folder = Path(config.campaigns_dir) / slug
-    if not _SLUG.fullmatch(slug) or ".." in slug or not (folder / CAMPAIGN_FILE).is_file():
+    try:
+        found = (folder / CAMPAIGN_FILE).is_file()
+    except OSError:  # e.g. File name too long, on a file system with a shorter limit
+        found = False
+    if not found:
         raise PageError(404, "not_found")
     return folder
 

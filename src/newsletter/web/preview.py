@@ -1,9 +1,9 @@
 """/preview: staff see an issue as a given subscriber (or a segment in a language) would receive it.
 
-Open to requests from this machine; from anywhere else only with HTTP Basic auth and
-config.web.preview_password. A request that came through a proxy (it carries a Forwarded or X-Forwarded-For
-header) counts as remote even though the proxy connects from 127.0.0.1: otherwise putting a reverse proxy in
-front of `newsletter serve` would open the preview to the world.
+Open to staff (staff_access.py: this machine without [web] staff_password, else a staff login), and to
+HTTP Basic auth with config.web.preview_password. A request that came through a proxy (it carries a
+Forwarded or X-Forwarded-For header) counts as remote even though the proxy connects from 127.0.0.1:
+otherwise putting a reverse proxy in front of `newsletter serve` would open the preview to the world.
 
 Test sends use links signed for subscriber id 0 (nobody), so a colleague who clicks "unsubscribe" in a test
 mail does not unsubscribe the subscriber whose view was shown.
@@ -28,9 +28,9 @@ from ..render import IssueRenderer, RenderedVariant, greeting
 from ..segments import Segment, SegmentError, parse_segment, saved_segments
 from ..subscribers import get
 from ..transport import open_transport
-from .client import is_local_request
 from .issues import campaign_folder, content_version, find_campaign, missing_local_files, size_warning
 from .pages import PageError, render_page
+from .staff_access import is_staff, require_staff
 from .state import database, state
 from .tokens import form_token, form_token_is_valid
 
@@ -44,11 +44,12 @@ FRAME_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsa
 
 @blueprint.before_request
 def staff_only() -> Response | None:
-    if is_local_request():
+    """Staff (see staff_access: this machine, or logged in), or HTTP Basic with preview_password."""
+    if is_staff():
         return None
     password = state().config.web.preview_password
     if not password:
-        raise PageError(403, "not_allowed")
+        return require_staff()
     auth = request.authorization
     given = (auth.password or "") if auth is not None and auth.type == "basic" else ""
     if given and hmac.compare_digest(given.encode(), password.encode()):

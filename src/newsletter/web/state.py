@@ -1,8 +1,9 @@
-"""What every view needs from the application: settings, clock, signer, throttle and this request's database."""
+"""What every view needs from the application: settings, clock, signer, throttles and this request's database."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import sqlite_utils
 from flask import current_app, g
@@ -13,6 +14,9 @@ from ..db import connect
 from ..signing import Signer
 from .throttle import Throttle
 
+if TYPE_CHECKING:
+    from .staff_access import LoginThrottle
+
 EXTENSION_KEY = "newsletter"
 
 
@@ -22,6 +26,7 @@ class WebState:
     clock: Clock
     signer: Signer
     subscribe_throttle: Throttle
+    login_throttle: "LoginThrottle"
 
 
 def state() -> WebState:
