@@ -183,3 +183,27 @@ def test_web_environment_reads_the_web_folder(tmp_path):
     (tmp_path / "web" / "page.html").write_text('<html lang="{{ lang }}">{{ _("No catalogue has this") }} {{ v }}</html>')
     page = web_environment(tmp_path, "pt").get_template("page.html").render(v="<i>")
     assert page == '<html lang="pt">No catalogue has this &lt;i&gt;</html>'
+
+
+@pytest.mark.parametrize("lang", ["es", "pt", "fr"])
+@pytest.mark.parametrize("domain", ["email", "web"])
+def test_the_wheels_compiled_catalogue_says_what_the_po_file_says(tmp_path, lang, domain):
+    """setup.py writes .mo files into the wheel with babel; an installed newsletter loads them with gettext."""
+    import gettext
+
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import read_po
+
+    from newsletter.i18n import catalog_path, compile_catalog
+
+    po = catalog_path(lang, domain)
+    with po.open("rb") as handle:
+        catalog = read_po(handle, locale=lang, domain=domain, abort_invalid=True)
+    mo = tmp_path / f"{domain}.mo"
+    with mo.open("wb") as handle:
+        write_mo(handle, catalog)
+    with mo.open("rb") as handle:
+        installed = gettext.GNUTranslations(handle)
+    in_memory = compile_catalog(po, lang, domain)
+    ids = [message.id for message in catalog if message.id and isinstance(message.id, str)]
+    assert ids and [installed.gettext(i) for i in ids] == [in_memory.gettext(i) for i in ids]

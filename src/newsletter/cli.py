@@ -565,12 +565,12 @@ def campaign_build(app, slug, out):
     renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
     out = out or Path(app.config.database).parent / "build" / slug
     written = render_campaign_files(renderer, out, LANGUAGES)
-    table = Table("file", "size", title=f"written to {out}")
+    table = Table("file", "size")
     for path in written:
         table.add_row(path.name, f"{path.stat().st_size / 1024:.1f} KB")
     console.print(table)
     count = len(campaign.articles)
-    console.print(f"{count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
+    console.print(f"Written to {out}. {count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
                   f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
     for warning in renderer.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)

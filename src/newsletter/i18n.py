@@ -1,7 +1,9 @@
 """Translations and Jinja2 environments per language.
 
-The .po files under newsletter/locales are the source of truth: they are read with babel and
-compiled in memory on first use, so a translator's edit shows up without a build step.
+The .po files under newsletter/locales are the source of truth. A wheel carries them compiled (.mo,
+written by setup.py at build time), which the standard library loads in a millisecond; a checkout has
+only the .po files, which are compiled in memory on first use, so a translator's edit shows up without
+a build step.
 """
 
 from __future__ import annotations
@@ -19,9 +21,6 @@ import jinja2
 from babel.core import Locale
 from babel.dates import format_date
 from babel.lists import format_list
-from babel.messages.mofile import write_mo
-from babel.messages.pofile import PoFileError, read_po
-from babel.support import Translations
 
 from newsletter.db import LANGUAGES
 from newsletter.packaged import template_search_path
@@ -86,11 +85,19 @@ def _load_translations(lang: str, domain: str) -> gettext.NullTranslations:
     path = catalog_path(lang, domain)
     if lang == DEFAULT_LANGUAGE or not path.is_file():
         return gettext.NullTranslations()
+    compiled = path.with_suffix(".mo")
+    if compiled.is_file():
+        with compiled.open("rb") as mo_file:
+            return gettext.GNUTranslations(mo_file)
     return compile_catalog(path, lang, domain)
 
 
-def compile_catalog(path: Path, lang: str, domain: str) -> Translations:
+def compile_catalog(path: Path, lang: str, domain: str) -> gettext.GNUTranslations:
     """Compile one .po file in memory; fuzzy entries are left out, as msgfmt would."""
+    from babel.messages.mofile import write_mo
+    from babel.messages.pofile import PoFileError, read_po
+    from babel.support import Translations
+
     with path.open("rb") as po_file:
         try:
             catalog = read_po(po_file, locale=lang, domain=domain, abort_invalid=True)
