@@ -88,7 +88,8 @@ class SmtpSink:
     def __init__(self, *options: str, dump: bool = False, backlog: int = 256) -> None:
         if SMTP_SINK is None:
             raise RuntimeError("smtp-sink is not installed (Debian package postfix)")
-        command = [SMTP_SINK, "-h", HOSTNAME, *options]
+        self._counters = tempfile.TemporaryFile()  # -c: its running counters, for accepted()
+        command = [SMTP_SINK, "-c", "-h", HOSTNAME, *options]
         if os.geteuid() == 0:
             command += ["-u", "nobody"]  # it refuses to run as root otherwise
         self.dump_to: Path | None = None
@@ -106,7 +107,7 @@ class SmtpSink:
         return f"{scheme}://{self.host}:{self.port}"
 
     def __enter__(self) -> SmtpSink:
-        self.process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        self.process = subprocess.Popen(self._command, stdin=subprocess.DEVNULL, stdout=self._counters,
                                         stderr=subprocess.PIPE)
         try:
             self.port = listening_port(self.process.pid)
@@ -126,6 +127,13 @@ class SmtpSink:
     def cpu_seconds(self) -> float:
         assert self.process is not None
         return process_cpu_seconds(self.process.pid)
+
+    def accepted(self) -> int:
+        """How many messages it has taken so far (its last "mesg=N" counter)."""
+        self._counters.seek(0)
+        updates = [update for update in self._counters.read().split(b"\r") if update.strip()]
+        fields = dict(field.split(b"=", 1) for field in (updates[-1] if updates else b"").split() if b"=" in field)
+        return int(fields.get(b"mesg", 0))
 
     def dumps(self) -> list[bytes]:
         """The transactions it took so far, each as smtp-sink wrote it (envelope attributes, then the message)."""

@@ -445,3 +445,16 @@ def test_postfix_delivers_every_message_intact_and_refuses_an_unknown_mailbox_on
     assert "improper command pipelining" not in log
     # one connection; DATA 21 times, as it went with the refused RCPT in the same write; RSET after the refusal
     assert "ehlo=1 mail=21 rcpt=20/21 data=20/21 rset=1 quit=1 commands=64/66" in log
+
+
+def test_a_session_out_of_step_is_not_reset_but_replaced():
+    """503 at MAIL says the relay's idea of the session is not ours: only a new connection is clean."""
+    with StrictPipeliningServer(replies={"MAIL": b"503 5.5.1 Error: nested MAIL command\r\n",
+                                         "RCPT": b"503 5.5.1 Error: need MAIL\r\n",
+                                         "DATA": b"503 5.5.1 Error: need RCPT\r\n"}) as server:
+        with closing(wire(server.url(), timeout=5)) as transport:
+            refused = send(transport, "ana@example.org")
+            assert (refused.code, refused.stage, transport._smtp) == (503, "MAIL", None)
+            server.replies.update(MAIL=b"250 2.1.0 Ok\r\n", RCPT=b"250 2.1.5 Ok\r\n", DATA=b"354 go ahead\r\n")
+            assert send(transport, "bo@example.org").outcome == "sent"
+            assert server.connections == 2

@@ -106,6 +106,8 @@ class WireTransport(SMTPTransport):
     """
 
     _wire: _Wire | None = None
+    _last_accepted: tuple[int, bytes, Reply] | None = None  # a relay says the same "250 2.0.0 Ok" each time
+
 
     def __repr__(self) -> str:
         scheme = "smtps" if self.implicit_tls else "smtp"
@@ -187,13 +189,17 @@ class WireTransport(SMTPTransport):
 
     def _finished(self, wire: _Wire, code: int, text: bytes) -> Reply:
         """The relay's word on the message itself; after a refusal, the transaction is reset."""
-        if code // 100 == 2:
-            return Reply.from_smtp(code, text, "DATA")
-        return self._refused_on(wire, code, text, "DATA")
+        if code // 100 != 2:
+            return self._refused_on(wire, code, text, "DATA")
+        last = self._last_accepted
+        if last is None or last[0] != code or last[1] != text:
+            last = self._last_accepted = (code, text, Reply.from_smtp(code, text, "DATA"))
+        return last[2]
 
     def _refused_on(self, wire: _Wire, code: int, text: bytes, stage: str) -> Reply:
-        """Record a refusal and leave the connection clean (RSET) or closed (421, or RSET not accepted)."""
-        if code == 421:
+        """Record a refusal and leave the connection clean (RSET) or closed: after a 421, a 503 (the session
+        is out of step, whatever RSET says) or a RSET not answered with 250."""
+        if code in (421, 503):
             self._discard()
         else:
             try:
