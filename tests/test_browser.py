@@ -78,16 +78,16 @@ def test_a_subscriber_changes_interests_then_unsubscribes_from_the_link_in_a_rea
     preferences_url = re.search(r'href="(http://127\.0\.0\.1:\d+/p/[^"]+)"', html).group(1)
 
     page.goto(preferences_url)
-    expect(page.locator("h1")).to_have_text("Tu suscripción")
+    expect(page.locator("h1")).to_have_text("Su suscripción")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing wider than a phone
     page.get_by_label("Seguridad y DNSSEC").uncheck()
     page.get_by_label("Subvenciones comunitarias y desarrollo").check()
     page.get_by_role("button", name="Guardar mis preferencias").click()
-    expect(page.locator("#done")).to_have_text("Tus preferencias se han guardado.")
+    expect(page.locator("#done")).to_have_text("Sus preferencias se han guardado.")
     assert Taxonomy.load(site.db).slugs_in(site.subscriber(ana["id"])["interests"]) == ["grants"]
 
     page.locator("#unsubscribe").get_by_role("button", name="Darme de baja").click()
-    expect(page.locator("#done")).to_contain_text("Te has dado de baja")
+    expect(page.locator("#done")).to_contain_text("Se ha dado de baja")
     assert site.subscriber(ana["id"])["status"] == "unsubscribed"
 
 
@@ -98,7 +98,7 @@ def test_the_preview_renders_an_issue_at_phone_width(site, page, tmp_path):
     page.goto(f"{site.url}/preview/{SLUG}?email=bo@example.org")
     expect(page.get_by_role("button", name="Phone (375 px)")).to_have_attribute("aria-pressed", "true")
     issue = page.frame_locator("#issue-frame")
-    expect(issue.locator("h1")).to_have_text("December 2026 digest")
+    expect(issue.locator("h1")).to_have_text("Boletim de dezembro de 2026")
     expect(issue.get_by_text("Olá, Bo,")).to_be_visible()
     assert page.locator("#issue-frame").bounding_box()["width"] <= PHONE["width"]
 

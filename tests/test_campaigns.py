@@ -21,6 +21,8 @@ from newsletter.campaigns import (
     country_blocks_for,
     list_campaigns,
     load_campaign,
+    missing_languages,
+    placements,
     variant_key,
 )
 
@@ -89,7 +91,15 @@ def test_texts_per_language_fall_back_to_english(tmp_path):
     campaign = load(make_campaign(tmp_path, '[subject]\nen = "News"\nes = "Noticias"\n[intro]\nen = "Hi"\nfr = "Salut"\n'))
     assert (campaign.subject_for("es"), campaign.subject_for("pt")) == ("Noticias", "News")
     assert (campaign.intro_for("fr"), campaign.intro_for("pt")) == ("Salut", "Hi")
-    assert campaign.preheader_for("es") == ""
+    assert campaign.preheader_for("es") == "Hi"  # no [preheader]: the intro's first sentence, never filler alone
+
+
+def test_preheader_falls_back_to_the_intros_first_sentence_then_the_title(tmp_path):
+    campaign = load(make_campaign(tmp_path / "a", 'title = "December digest"\n[subject]\nen = "News"\n[intro]\n'
+                                  'en = "Two partners sign up. Three schools open in March!\\n\\nMore below."\n'))
+    assert campaign.preheader_for("en") == "Two partners sign up."
+    assert load(make_campaign(tmp_path / "b", 'title = "December digest"\n' + MINIMAL)).preheader_for("pt") \
+        == "December digest"
 
 
 def test_defaults_when_only_the_subject_is_given(tmp_path):
@@ -315,11 +325,14 @@ en = "Caribbean note"
 # --- the shipped sample -------------------------------------------------------------------------
 
 
-def test_shipped_sample_campaign_loads_with_all_languages_and_both_articles():
+def test_shipped_sample_campaign_loads_with_all_languages_and_every_article():
     campaign = load_campaign(SHIPPED / "2026-12-lac-digest", PORT_OF_SPAIN)
     for lang in ("en", "es", "pt", "fr"):
         assert lang in campaign.subject and lang in campaign.preheader and lang in campaign.intro
-    markdown, plain = campaign.articles
+        assert lang in campaign.titles
+    assert missing_languages(campaign) == {lang: [] for lang in ("en", "es", "pt", "fr")}
+    markdown, plain, pictured = campaign.articles
+    assert pictured.image and pictured.image_alt and not pictured.url
     assert markdown.source.suffix == ".md" and plain.source.suffix == ".txt"
     assert "CANTO" in markdown.title and plain.title and plain.date and len(plain.authors) == 2
     assert [block.kind for block in plain.blocks].count("heading") >= 3
@@ -328,6 +341,17 @@ def test_shipped_sample_campaign_loads_with_all_languages_and_both_articles():
     assert country_blocks_for(campaign, "TT", "pt") and country_blocks_for(campaign, "BB", "fr")
     assert campaign.send_at == datetime(2026, 12, 1, 13, 0, tzinfo=timezone.utc)
     assert [campaign.slug for campaign in list_campaigns(SHIPPED, PORT_OF_SPAIN)] == ["2026-12-lac-digest"]
+
+
+def test_shipped_sample_articles_are_filed_by_their_lead_not_by_words_in_passing():
+    """The partnership release mentions spam, hackers and cybersecurity, and the skills article names
+    exchange points often; both are about education and training, as their leads say."""
+    found = {placement.article.slug: placement for placement in
+             placements(load_campaign(SHIPPED / "2026-12-lac-digest", PORT_OF_SPAIN))}
+    assert found["canto-internet-society"].section == "training"
+    assert found["growing-skills"].section == "training"
+    assert found["chapter-leaders"].section == GENERAL
+    assert "matched words: training (in the lead: education" in found["canto-internet-society"].reason
 
 
 @requires_seeds

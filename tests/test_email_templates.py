@@ -32,6 +32,7 @@ class Article:
     authors: list[str]
     category: str
     summary: str
+    image: object = None
 
 
 @dataclass
@@ -60,8 +61,10 @@ class DigestContext:
     intro: str = "Welcome to the March issue.\n\nWe bring news from three countries."
     country_blocks: list[str] = field(default_factory=lambda: ["Members in Brazil: the forum meets in May."])
     sender_name: str = "LAC Bureau"
-    sender_address: str = "Av. Example 123\nMontevideo, Uruguay"
+    sender_address: str = "news@lac.example.org"
+    postal_address: str = "Av. Example 123\nMontevideo, Uruguay"
     base_url: str = "https://lac.example.org/"
+    logo: object = None
     recipient: Recipient = field(default_factory=Recipient)
 
 
@@ -230,7 +233,9 @@ def test_table_of_contents_only_when_there_are_several_sections():
     assert "In this issue" not in html
     assert "In this issue" not in text
     html, text = render_digest("en")
-    assert '<a href="#section-2">Policy</a> (1 article)' in html
+    # Each entry links to the article itself: in-page anchors do nothing in many mail clients.
+    assert '<li>Policy: <a href="https://lac.example.org/articles/policy-forum">Regional policy forum</a></li>' in html
+    assert 'href="#' not in html
     assert "  - Infrastructure (2 articles)" in text
 
 
@@ -277,7 +282,7 @@ def test_premailer_inlines_styles_and_keeps_the_phone_layout():
     ("lang", "greeting", "button", "ignore_hint"),
     [
         ("en", "Hello Ana,", "Confirm my subscription", "If you did not ask for this, simply ignore"),
-        ("es", "Hola, Ana:", "Confirmar mi suscripción", "Si no lo pediste, ignora este mensaje"),
+        ("es", "Hola, Ana:", "Confirmar mi suscripción", "Si no lo pidió, ignore este mensaje"),
         ("pt", "Olá, Ana,", "Confirmar minha inscrição", "Se você não pediu isso, simplesmente ignore"),
         ("fr", "Bonjour Ana,", "Confirmer mon abonnement", "Si vous n’avez rien demandé, ignorez"),
     ],

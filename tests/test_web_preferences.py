@@ -14,7 +14,7 @@ def test_page_shows_the_subscribers_choices_in_their_language(site, ana):
     page = site.get(site.preferences_path(ana["id"]))
     assert page.status == 200
     assert '<html lang="es"' in page.text
-    assert "Tu suscripción" in page.text and "Seguridad y DNSSEC" in page.text
+    assert "Su suscripción" in page.text and "Seguridad y DNSSEC" in page.text
     form = page.form("preferences")
     assert ("interests", "security") in form.fields and ("country", "TT") in form.fields
     assert ("language", "es") in form.fields and ("name", "Ana Prieto") in form.fields
@@ -56,7 +56,7 @@ def test_a_post_without_a_valid_form_token_is_refused_and_changes_nothing(site, 
     before = site.subscriber(ana["id"])
     answer = site.post(form.action, form.values(form_token=token, country="BR", interests=["grants"]))
     assert answer.status == 400
-    assert "Tus cambios no se guardaron" in answer.text  # in the subscriber's language
+    assert "Sus cambios no se guardaron" in answer.text  # in the subscriber's language
     assert site.subscriber(ana["id"]) == before
 
 
@@ -94,7 +94,7 @@ def test_the_unsubscribe_button_unsubscribes_at_once(site, ana):
     answer = site.post(form.action, form.fields)
     assert answer.status == 303
     assert site.subscriber(ana["id"])["status"] == "unsubscribed"
-    assert "Te has dado de baja" in site.get(answer.headers["Location"]).text
+    assert "Se ha dado de baja" in site.get(answer.headers["Location"]).text
 
 
 def test_markup_in_a_name_comes_out_escaped(site):

@@ -47,14 +47,14 @@ def test_the_form_asks_for_consent_in_the_visitors_language(site):
 
 def test_subscribing_and_confirming_end_to_end(site, smtp):
     answer = subscribe(site, "ana@example.org")
-    assert answer.status == 200 and "Revisa tu bandeja de entrada" in answer.text
+    assert answer.status == 200 and "Revise su bandeja de entrada" in answer.text
     pending = get(site.db, "ana@example.org")
     assert (pending["status"], pending["language"], pending["country"]) == ("pending", "es", "TT")
 
     [raw] = smtp.accepted_for("ana@example.org")
     assert raw.isascii() and b"\n" not in raw.replace(b"\r\n", b"")  # ready for any relay: CRLF, 7-bit
     message = message_from_bytes(raw, policy=policy.default)
-    assert message["Subject"] == "Confirma tu suscripción a LAC Internet Digest"
+    assert message["Subject"] == "Confirme su suscripción a LAC Internet Digest"
     assert message.get_body(("html",)).get_content().count("/confirm/") >= 1
 
     link = confirmation_link(smtp, "ana@example.org")
@@ -63,7 +63,7 @@ def test_subscribing_and_confirming_end_to_end(site, smtp):
     site.clock.advance(3600)
     form = page.form("confirm")
     done = site.post(form.action, form.fields, User_Agent=BROWSER)
-    assert done.status == 200 and "Tu suscripción está confirmada" in done.text
+    assert done.status == 200 and "Su suscripción está confirmada" in done.text
 
     active = get(site.db, "ana@example.org")
     assert active["status"] == "active"
@@ -100,15 +100,15 @@ def test_an_unsubscribed_address_comes_back_with_its_new_choices_only_once_confi
 
 def test_a_filled_honeypot_pretends_success_and_stores_nothing(site, smtp):
     answer = subscribe(site, "bot@example.org", website="http://spam.example")
-    assert answer.status == 200 and "Revisa tu bandeja de entrada" in answer.text
+    assert answer.status == 200 and "Revise su bandeja de entrada" in answer.text
     assert get(site.db, "bot@example.org") is None
     assert smtp.accepted == []
 
 
 @pytest.mark.parametrize(("changes", "message"), [
-    ({"consent": None}, "Marca esta casilla para suscribirte"),
-    ({"email": "not an address"}, "Escribe una dirección de correo válida"),
-    ({"country": "Atlantis"}, "Elige un país de la lista"),
+    ({"consent": None}, "Marque esta casilla para suscribirse"),
+    ({"email": "not an address"}, "Escriba una dirección de correo válida"),
+    ({"country": "Atlantis"}, "Elija un país de la lista"),
 ])
 def test_a_form_with_a_problem_comes_back_marked_and_stores_nothing(site, smtp, changes, message):
     email = changes.pop("email", "ana@example.org")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,10 @@ from markdown_it import MarkdownIt
 from newsletter.db import LANGUAGES, SEED_INTERESTS
 
 INTERESTS: tuple[str, ...] = tuple(row[0] for row in SEED_INTERESTS)
-FRONT_MATTER_KEYS = ("title", "date", "authors", "category", "interests", "countries", "url", "summary", "language")
+FRONT_MATTER_KEYS = ("title", "date", "authors", "category", "interests", "countries", "url", "summary", "language",
+                     "image", "image_alt")
+LOCALIZABLE = ("title", "summary", "category")  # front matter and campaign.toml may give these per language
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif")
 
 
 class ArticleError(Exception):
@@ -64,10 +67,50 @@ class Article:
     language: str = "en"
     blocks: list[Block] = field(default_factory=list)
     source: Path | None = None
+    image: str = ""  # a picture file beside the article; image_alt describes it for those who cannot see it
+    image_alt: str = ""
+    filing: str = ""  # why the article has its interests: front matter, campaign.toml or the words that matched
+    localized: dict[str, dict[str, str]] = field(default_factory=dict)  # field -> language -> text
+    translations: dict[str, "Article"] = field(default_factory=dict)  # language -> that language's version
 
     @property
     def paragraphs(self) -> list[str]:
         return [block.text for block in self.blocks if block.kind == "paragraph"]
+
+    @property
+    def slug(self) -> str:
+        """The article's name in archive URLs: its file name without suffixes (growing-skills.es.md: growing-skills)."""
+        return article_slug(self.source) if self.source else ""
+
+    def languages(self) -> list[str]:
+        """The languages this article is written in: its own and its translations'."""
+        return list(dict.fromkeys([self.language, *self.translations]))
+
+    def version(self, lang: str) -> "Article":
+        """What a reader of `lang` gets: that language's version when there is one, else this one, with the
+        texts given per language applied. Date, interests, countries, picture and slug stay this article's, so
+        every language files the article under the same section."""
+        base = self.translations.get(lang, self)
+        shared = {"date": self.date or base.date, "interests": self.interests, "countries": self.countries,
+                  "image": self.image, "image_alt": base.image_alt or self.image_alt, "filing": self.filing,
+                  "url": base.url or self.url, "authors": base.authors or self.authors, "source": self.source,
+                  "category": base.category or self.category}
+        texts = {key: table[lang] for key, table in self.localized.items() if lang in table}
+        return replace(base, **{**shared, **texts}, translations={}, localized={})
+
+
+_LANGUAGE_SUFFIX = re.compile(r"\.(" + "|".join(LANGUAGES) + r")$")
+
+
+def article_slug(path: Path) -> str:
+    """growing-skills.es.md and growing-skills.txt are both 'growing-skills'."""
+    return _LANGUAGE_SUFFIX.sub("", Path(path).stem)
+
+
+def translation_language(path: Path) -> str | None:
+    """The language a file name marks it as a translation into (news.es.md: es), or None."""
+    match = _LANGUAGE_SUFFIX.search(Path(path).stem)
+    return match.group(1) if match else None
 
 
 def parse_article(path: Path | str) -> Article:
@@ -121,18 +164,64 @@ _INTEREST_KEYWORDS = {  # English, Spanish, Portuguese and French, as the bureau
     "policy": r"\bpolic(?:y|ies)\b|\bpolíticas?\b|\bpolitiques?\b|\bgo(?:bern|vern)an[cz]a\b|\bgovernance\b"
               r"|\bgouvernance\b|\bregula\w*|\bréglementation\b",
     "training": r"\btraining\b|capacity[- ]building|\bworkshops?\b|\btutorials?\b|\bformaci[óo]n\b|\bformação\b"
-                r"|\bcapacita\w*|\btaller(?:es)?\b|\bateliers?\b|renforcement des capacités",
+                r"|\bcapacita\w*|\btaller(?:es)?\b|\bateliers?\b|renforcement des capacités|\beducation(?:al)?\b"
+                r"|\beducaci[óo]n\b|\beducação\b|\béducation\b|\bschools?\b|\bescuelas?\b|\bescolas?\b|\bécoles?\b",
     "grants": r"\bgrants?\b|\bfund(?:s|ed|ing)?\b|development program(?:me)?s?\b|\bsubven\w*|\bsubsídios?\b"
               r"|\bfondos?\b|\bfinanciamiento\b",
 }
 _INTEREST_PATTERNS = {slug: re.compile(pattern, re.IGNORECASE) for slug, pattern in _INTEREST_KEYWORDS.items()}
+# Words met only in passing do not file an article: outside the lead an interest needs this many matches.
+MIN_MATCHES_OUTSIDE_LEAD = 2
 
 
-def infer_interests(text: str) -> list[str]:
-    """Taxonomy slugs the text talks about, the most mentioned first (ties in taxonomy order)."""
-    counts = {slug: len(pattern.findall(text)) for slug, pattern in _INTEREST_PATTERNS.items()}
-    found = [slug for slug in INTERESTS if counts.get(slug)]
-    return sorted(found, key=lambda slug: -counts[slug])
+def _matched_words(pattern: re.Pattern, text: str) -> dict[str, int]:
+    words: dict[str, int] = {}
+    for match in pattern.finditer(text):
+        word = match.group(0).lower()
+        words[word] = words.get(word, 0) + 1
+    return words
+
+
+def infer_interests(lead: str, rest: str = "") -> tuple[list[str], str]:
+    """Taxonomy slugs the text is about, the main one first, and a line saying which words decided.
+
+    A news article says what it is about in its lead (title, summary, first paragraph), so interests named
+    there come first; an interest met only further down needs MIN_MATCHES_OUTSIDE_LEAD matches, so that
+    a partnership release that quotes someone on "hackers" is not filed under security. Ties: taxonomy order.
+    """
+    found = []
+    for position, slug in enumerate(INTERESTS):
+        in_lead = _matched_words(_INTEREST_PATTERNS[slug], lead)
+        elsewhere = _matched_words(_INTEREST_PATTERNS[slug], rest)
+        total = sum(in_lead.values()) + sum(elsewhere.values())
+        if in_lead or total >= MIN_MATCHES_OUTSIDE_LEAD:
+            found.append((not in_lead, -total, position, slug, in_lead, elsewhere))
+    found.sort()
+    interests = [entry[3] for entry in found]
+    reasons = []
+    for _, _, _, slug, in_lead, elsewhere in found:
+        parts = [("in the lead: " if words is in_lead else "") + _word_counts(words)
+                 for words in (in_lead, elsewhere) if words]
+        reasons.append(f"{slug} ({'; then '.join(parts)})")
+    return interests, ("matched words: " + "; ".join(reasons)) if reasons else "no interest's words matched"
+
+
+def _word_counts(words: dict[str, int]) -> str:
+    return ", ".join(f"{word} ×{count}" if count > 1 else word
+                     for word, count in sorted(words.items(), key=lambda item: -item[1]))
+
+
+def _lead_and_rest(article: "Article") -> tuple[str, str]:
+    """The lead (title, summary, first paragraph) and everything after it."""
+    first = next((index for index, block in enumerate(article.blocks) if block.kind == "paragraph"), None)
+    lead = [article.title, article.summary] + ([article.blocks[first].text] if first is not None else [])
+    rest = [block.text for index, block in enumerate(article.blocks) if index != first]
+    return " ".join(lead), " ".join(rest)
+
+
+def file_by_words(article: "Article") -> None:
+    """Set the article's interests from its words, and say why."""
+    article.interests, article.filing = infer_interests(*_lead_and_rest(article))
 
 
 _SENTENCE_END = re.compile(r"[.!?…][\"”’»)\]]*(?=\s|$)")
@@ -169,8 +258,10 @@ def parse_markdown(text: str, source: Path | None = None) -> Article:
     if blocks and blocks[0].kind == "heading" and blocks[0].text == article.title:
         article.blocks = blocks[1:]
     body_text = " ".join([article.title] + [block.text for block in article.blocks])
-    if "interests" not in meta:
-        article.interests = infer_interests(body_text)
+    if "interests" in meta:
+        article.filing = "front matter"
+    else:
+        file_by_words(article)
     if "language" not in meta:
         article.language = detect_language(body_text)
     return article
@@ -219,10 +310,16 @@ def _apply_front_matter(article: Article, meta: dict, text: str, source: Path | 
                 article.countries = coerce_countries(value)
             elif key == "language":
                 article.language = coerce_language(value)
+            elif key in LOCALIZABLE and isinstance(value, dict):
+                article.localized[key] = coerce_texts(value)
             else:
                 setattr(article, key, normalise_space(_require_text(value)))
         except ValueError as exc:
             raise ArticleError(source, line, f"{key}: {exc}")
+    for key, texts in article.localized.items():  # the article's own language's text, else the first given
+        setattr(article, key, texts.get(article.language) or texts.get("en") or next(iter(texts.values())))
+    if article.image:  # image_alt alone is a translation's description of the default version's picture
+        check_image(article.image, article.image_alt, source, _front_matter_line(text, "image"))
 
 
 def _markdown_blocks(body: str) -> list[Block]:
@@ -309,6 +406,35 @@ def coerce_countries(value: Any) -> list[str]:
             raise ValueError(f"{item!r} is not an ISO 3166 alpha-2 country code (e.g. TT, BB, AR)")
         codes.append(code)
     return list(dict.fromkeys(codes))
+
+
+def coerce_texts(value: Any) -> dict[str, str]:
+    """A text per language ({en: ..., es: ...}) or one text for every language (kept under "en")."""
+    if isinstance(value, str):
+        value = {"en": value}
+    if not isinstance(value, dict) or not value:
+        raise ValueError(f"expected text, or a text per language such as {{en: ..., es: ...}}; got {value!r}")
+    texts = {}
+    for lang, text in value.items():
+        coerce_language(lang)
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"{lang}: must be non-empty text, got {text!r}")
+        texts[lang] = normalise_space(text)
+    return texts
+
+
+def check_image(image: str, alt: str, source: Path | None, line: int | None) -> None:
+    """A picture must be a file beside the article, of a kind every mail client shows, with a description."""
+    if not alt.strip():
+        raise ArticleError(source, line, f"image {image!r} has no image_alt; describe the picture in a sentence "
+                                         "for readers who cannot see it (required)")
+    if "/" in image or "\\" in image or image.startswith("."):
+        raise ArticleError(source, line, f"image {image!r}: name a file in the campaign folder, without a path")
+    if Path(image).suffix.lower() not in IMAGE_SUFFIXES:
+        raise ArticleError(source, line, f"image {image!r}: use a {', '.join(IMAGE_SUFFIXES)} file")
+    folder = source.parent if isinstance(source, Path) else None
+    if folder is not None and not (folder / image).is_file():
+        raise ArticleError(source, line, f"image {image!r} does not exist in {folder}")
 
 
 def coerce_language(value: Any) -> str:
@@ -409,7 +535,7 @@ def parse_plain_text(text: str, source: Path | None = None) -> Article:
         article.blocks.append(Block("heading" if _is_heading(unit) else "paragraph", unit))
     article.title = article.title or caption
     body_text = " ".join([article.title] + [block.text for block in article.blocks])
-    article.interests = infer_interests(body_text)
+    file_by_words(article)
     article.language = detect_language(body_text)
     return article
 

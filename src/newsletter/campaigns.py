@@ -10,30 +10,40 @@ from __future__ import annotations
 import re
 import tomllib
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from newsletter.articles import (
+    INTERESTS,
     Article,
     ArticleError,
+    article_slug,
+    check_image,
     coerce_authors,
     coerce_countries,
     coerce_date,
     coerce_interests,
+    coerce_texts,
     normalise_space,
     parse_article,
+    translation_language,
 )
 from newsletter.db import LANGUAGES
 
 CAMPAIGN_FILE = "campaign.toml"
 ARTICLE_SUFFIXES = (".md", ".txt")
 TOP_LEVEL_KEYS = ("title", "template", "segment", "send_at", "transport", "only_matching_interests", "sender_name",
-                  "sender_address", "subject", "preheader", "intro", "sections", "articles", "country_blocks")
-ARTICLE_KEYS = ("file", "title", "date", "url", "summary", "interests", "countries", "authors")
+                  "sender_address", "subject", "preheader", "intro", "sections", "section_labels", "period_days",
+                  "articles", "country_blocks")
+ARTICLE_KEYS = ("file", "title", "date", "url", "summary", "category", "interests", "countries", "authors", "image",
+                "image_alt", "translations")
 COUNTRY_BLOCK_KEYS = ("countries", "text")
 GENERAL = ""  # the section of articles that have no interest: news for every subscriber
+GENERAL_KEY = "general"  # how campaign.toml's section_labels names that section
+DEFAULT_PERIOD_DAYS = 31
+DEFAULT_LANGUAGE = "en"
 
 
 class CampaignError(Exception):
@@ -48,10 +58,14 @@ class CountryBlock:
 
 @dataclass
 class Campaign:
+    """Texts given per language are dicts language -> text with English always present; *_for(lang) picks
+    the reader's language, else English."""
+
     slug: str
     folder: Path
-    title: str
+    title: str  # the English title; titles has every language's
     subject: dict[str, str]
+    titles: dict[str, str] = field(default_factory=dict)
     template: str = "digest"
     segment: str = "status:active"
     send_at: datetime | None = None
@@ -62,17 +76,39 @@ class Campaign:
     preheader: dict[str, str] = field(default_factory=dict)
     intro: dict[str, str] = field(default_factory=dict)
     sections: list[str] = field(default_factory=list)  # interest order chosen by the editor; empty: by articles
+    section_labels: dict[str, dict[str, str]] = field(default_factory=dict)  # interest or GENERAL -> texts
+    period_days: int = DEFAULT_PERIOD_DAYS  # articles older than this before send_at draw a warning
     articles: list[Article] = field(default_factory=list)
     country_blocks: list[CountryBlock] = field(default_factory=list)
 
     def subject_for(self, lang: str) -> str:
         return self.subject.get(lang) or self.subject["en"]
 
+    def title_for(self, lang: str) -> str:
+        return self.titles.get(lang) or self.title
+
     def preheader_for(self, lang: str) -> str:
-        return self.preheader.get(lang) or self.preheader.get("en", "")
+        """The preheader, else the intro's first sentence (never the filler alone), else the title."""
+        given = self.preheader.get(lang) or self.preheader.get("en")
+        return given or first_sentence(self.intro_for(lang)) or self.title_for(lang)
 
     def intro_for(self, lang: str) -> str:
         return self.intro.get(lang) or self.intro.get("en", "")
+
+    def section_label(self, interest: str, lang: str) -> str | None:
+        """The editor's label for a section in campaign.toml, or None for the taxonomy's own."""
+        texts = self.section_labels.get(interest)
+        return (texts.get(lang) or texts.get("en")) if texts else None
+
+
+_SENTENCE = re.compile(r"(.+?[.!?…])(?=\s|$)", re.DOTALL)
+
+
+def first_sentence(text: str) -> str:
+    """The first sentence of a text (the whole first paragraph when it has no full stop)."""
+    paragraph = text.strip().split("\n\n")[0].strip()
+    match = _SENTENCE.match(paragraph)
+    return " ".join((match.group(1) if match else paragraph).split())
 
 
 @dataclass
@@ -101,10 +137,12 @@ def load_campaign(folder: Path, tz: ZoneInfo) -> Campaign:
     data = reader.data
     reader.reject_unknown(data, TOP_LEVEL_KEYS, "")
     subject = reader.languages(data, "subject", required=True)
+    titles = reader.languages(data, "title") or {"en": subject["en"]}
     campaign = Campaign(
         slug=folder.name,
         folder=folder,
-        title=reader.text(data, "title", default=subject["en"]),
+        title=titles["en"],
+        titles=titles,
         subject=subject,
         template=reader.text(data, "template", default="digest", pattern=r"[\w-]+"),
         segment=reader.text(data, "segment", default="status:active"),
@@ -116,6 +154,8 @@ def load_campaign(folder: Path, tz: ZoneInfo) -> Campaign:
         preheader=reader.languages(data, "preheader"),
         intro=reader.languages(data, "intro"),
         sections=reader.interests(data, "sections"),
+        section_labels=_section_labels(reader, data.get("section_labels", {})),
+        period_days=reader.positive_int(data, "period_days", DEFAULT_PERIOD_DAYS),
     )
     campaign.articles = _articles(reader, folder, data.get("articles"))
     campaign.country_blocks = _country_blocks(reader, data.get("country_blocks", []))
@@ -179,11 +219,21 @@ class _Reader:
         except ValueError as exc:
             raise self.fail(key, str(exc))
 
+    def positive_int(self, table: dict, key: str, default: int) -> int:
+        value = table.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise self.fail(key, f"must be a whole number of days (no quotes), e.g. {key} = 31; got {value!r}")
+        return value
+
     def languages(self, table: dict, key: str, required: bool = False, line: int | None = None) -> dict[str, str]:
-        """A [key] table of texts per language; en must be there, the others fall back to it."""
+        """A [key] table of texts per language (en must be there, the others fall back to it), or one text
+        in quotes for every language."""
         value = table.get(key, {})
+        if isinstance(value, str):
+            value = {"en": value}
         if not isinstance(value, dict):
-            raise self.fail(key, f"must be a table of texts per language, e.g. [{key}] then en = \"...\"", line)
+            raise self.fail(key, f"must be text in quotes or a table of texts per language, e.g. [{key}] then "
+                                 f"en = \"...\"", line)
         self.reject_unknown(value, LANGUAGES, f"{key}.", line)
         for lang, text in value.items():
             if not isinstance(text, str) or not text.strip():
@@ -212,10 +262,11 @@ def _send_at(reader: _Reader, value: Any, tz: ZoneInfo) -> datetime:
     return utc
 
 
+_LOCALIZED_OVERRIDES = ("title", "summary", "category")  # a text, or a table of texts per language
 _OVERRIDES: dict[str, Callable[[Any], Any]] = {
-    "title": lambda value: normalise_space(_string(value)),
     "url": lambda value: _string(value).strip(),
-    "summary": lambda value: normalise_space(_string(value)),
+    "image": lambda value: _string(value).strip(),
+    "image_alt": lambda value: normalise_space(_string(value)),
     "date": coerce_date,
     "interests": coerce_interests,
     "countries": coerce_countries,
@@ -230,12 +281,15 @@ def _string(value: Any) -> str:
 
 
 def _articles(reader: _Reader, folder: Path, entries: Any) -> list[Article]:
+    """The [[articles]] entries (or every article file in the folder, translations aside), each with the
+    versions in other languages found beside it (news.es.md for news.md) or named in `translations`."""
     if entries is None:
-        entries = [{"file": path.name} for path in sorted(folder.iterdir())
-                   if path.suffix.lower() in ARTICLE_SUFFIXES and path.is_file()]
+        files = [path for path in sorted(folder.iterdir()) if path.suffix.lower() in ARTICLE_SUFFIXES and path.is_file()]
+        bases = {path.name for path in files if translation_language(path) is None}
+        entries = [{"file": path.name} for path in files if not _translation_of(path, bases)]
     elif not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise reader.fail("articles", "must be [[articles]] tables, each with file = \"...\"")
-    articles = []
+    articles: list[Article] = []
     for index, entry in enumerate(entries):
         line = reader.table_line("articles", index)
         name = f"articles[{index + 1}]"
@@ -243,13 +297,7 @@ def _articles(reader: _Reader, folder: Path, entries: Any) -> list[Article]:
         file = entry.get("file")
         if not isinstance(file, str) or not file.strip():
             raise reader.fail(f"{name}.file", "missing; name the article file, e.g. file = \"news.md\"", line)
-        path = folder / file
-        if not path.is_file():
-            raise reader.fail(f"{name}.file", f"{file!r} does not exist in {folder}; check the name", line)
-        try:
-            article = parse_article(path)
-        except ArticleError as exc:
-            raise CampaignError(f"{exc} (article {index + 1} of {reader.path})") from exc
+        article = _read_article(reader, folder, file, f"{name}.file", index, line)
         overrides = {}
         for key, convert in _OVERRIDES.items():
             if key in entry:
@@ -257,12 +305,91 @@ def _articles(reader: _Reader, folder: Path, entries: Any) -> list[Article]:
                     overrides[key] = convert(entry[key])
                 except ValueError as exc:
                     raise reader.fail(f"{name}.{key}", str(exc), line)
+        if "interests" in entry:
+            overrides["filing"] = "campaign.toml"
         article = replace(article, **overrides)
+        for key in _LOCALIZED_OVERRIDES:
+            if key in entry:
+                try:
+                    texts = coerce_texts(entry[key])
+                except ValueError as exc:
+                    raise reader.fail(f"{name}.{key}", str(exc), line)
+                if isinstance(entry[key], str):
+                    texts = {article.language: texts["en"]}
+                article.localized[key] = {**article.localized.get(key, {}), **texts}
+                setattr(article, key, texts.get(article.language) or getattr(article, key) or texts.get("en", ""))
+        if article.image and ("image" in entry or "image_alt" in entry):
+            try:
+                check_image(article.image, article.image_alt, folder / file, None)
+            except ArticleError as exc:
+                raise reader.fail(f"{name}.image", exc.problem, line)
+        article.translations = _translations(reader, folder, file, entry.get("translations"), name, index, line)
         if not article.title:
             raise reader.fail(f"{name}.title", f"{file} has no title; add title = \"...\" to its [[articles]] "
                               "entry (or a title to the file)", line)
+        clash = next((other for other in articles if other.slug == article.slug), None)
+        if clash is not None:
+            raise reader.fail(f"{name}.file", f"{file} and {clash.source.name} have the same name in the archive "
+                              f"({article.slug!r}); rename one of them", line)
         articles.append(article)
     return articles
+
+
+def _translation_of(path: Path, bases: set[str]) -> bool:
+    """news.es.md is a translation when news.md or news.txt is beside it."""
+    lang = translation_language(path)
+    return lang is not None and any(f"{article_slug(path)}{suffix}" in bases for suffix in ARTICLE_SUFFIXES)
+
+
+def _read_article(reader: _Reader, folder: Path, file: str, field_name: str, index: int, line: int | None) -> Article:
+    path = folder / file
+    if not path.is_file():
+        raise reader.fail(field_name, f"{file!r} does not exist in {folder}; check the name", line)
+    try:
+        return parse_article(path)
+    except ArticleError as exc:
+        raise CampaignError(f"{exc} (article {index + 1} of {reader.path})") from exc
+
+
+def _translations(reader: _Reader, folder: Path, file: str, given: Any, name: str, index: int,
+                  line: int | None) -> dict[str, Article]:
+    """Versions in other languages: files named like the article plus .<lang>, and the translations table."""
+    stem = article_slug(Path(file))
+    files = {lang: path.name for path in sorted(folder.glob(f"{stem}.*.*"))
+             if (lang := translation_language(path)) and path.suffix.lower() in ARTICLE_SUFFIXES
+             and article_slug(path) == stem and path.name != file}
+    if given is not None:
+        if not isinstance(given, dict):
+            raise reader.fail(f"{name}.translations", "must be a table of files per language, e.g. "
+                              "translations = { es = \"news-es.md\" }", line)
+        for lang, other in given.items():
+            if lang not in LANGUAGES:
+                raise reader.fail(f"{name}.translations.{lang}", f"unknown language; use one of {', '.join(LANGUAGES)}",
+                                  line)
+            if not isinstance(other, str) or not other.strip():
+                raise reader.fail(f"{name}.translations.{lang}", "must be a file name in quotes", line)
+            files[lang] = other.strip()
+    versions = {}
+    for lang, other in files.items():
+        version = _read_article(reader, folder, other, f"{name}.translations.{lang}", index, line)
+        version.language = lang
+        if not version.title:
+            raise reader.fail(f"{name}.translations.{lang}", f"{other} has no title; give it one", line)
+        versions[lang] = version
+    return versions
+
+
+def _section_labels(reader: _Reader, value: Any) -> dict[str, dict[str, str]]:
+    """[section_labels] security = "Safer networks", or [section_labels.security] with a text per language."""
+    if not isinstance(value, dict):
+        raise reader.fail("section_labels", "must be a table: [section_labels] then security = \"...\"")
+    labels = {}
+    for key, texts in value.items():
+        if key != GENERAL_KEY and key not in INTERESTS:
+            raise reader.fail(f"section_labels.{key}", f"unknown section; use {GENERAL_KEY} or one of "
+                              f"{', '.join(INTERESTS)}")
+        labels[GENERAL if key == GENERAL_KEY else key] = reader.languages(value, key)
+    return labels
 
 
 def _country_blocks(reader: _Reader, entries: Any) -> list[CountryBlock]:
@@ -295,14 +422,81 @@ def section_order(campaign: Campaign) -> list[str]:
     return list(dict.fromkeys(article.interests[0] for article in campaign.articles if article.interests))
 
 
-def _campaign_sections(campaign: Campaign) -> list[Section]:
-    """Each article once, under its first interest that the campaign has a section for; the rest last."""
+@dataclass(frozen=True)
+class Placement:
+    """Where one article goes in the issue, and why: what `campaign build` tells the editor."""
+
+    article: Article
+    section: str  # a taxonomy slug, or GENERAL
+    reason: str
+
+
+def placements(campaign: Campaign) -> list[Placement]:
+    """Each article once, under its first interest that the campaign has a section for; the rest in GENERAL."""
     order = section_order(campaign)
-    sections = {interest: Section(interest, []) for interest in [*order, GENERAL]}
+    result = []
     for article in campaign.articles:
         home = next((interest for interest in article.interests if interest in order), GENERAL)
-        sections[home].articles.append(article)
+        if not article.interests:
+            why = f"no interest: {article.filing}" if article.filing else "no interest"
+        else:
+            why = f"interests {', '.join(article.interests)} from {article.filing}"
+            if home == GENERAL:
+                why += "; none of them has a section in this campaign's sections"
+            elif home != article.interests[0]:
+                why += f"; {home} is the first of them with a section in this campaign's sections"
+        result.append(Placement(article, home, why))
+    return result
+
+
+def _campaign_sections(campaign: Campaign) -> list[Section]:
+    """Each article once, under its first interest that the campaign has a section for; the rest last."""
+    sections = {interest: Section(interest, []) for interest in [*section_order(campaign), GENERAL]}
+    for placement in placements(campaign):
+        sections[placement.section].articles.append(placement.article)
     return [section for section in sections.values() if section.articles]
+
+
+def content_warnings(campaign: Campaign, today: date) -> list[str]:
+    """What an editor should look at before sending: stale articles and sections without articles."""
+    warnings = []
+    issue_day = campaign.send_at.date() if campaign.send_at else today
+    for article in campaign.articles:
+        if article.date and (issue_day - article.date).days > campaign.period_days:
+            warnings.append(f"{article.source.name} is dated {article.date.isoformat()}, "
+                            f"{(issue_day - article.date).days:,} days before this issue ({issue_day.isoformat()}); "
+                            f"the campaign's period is {campaign.period_days} days (period_days in campaign.toml)")
+    filled = {placement.section for placement in placements(campaign)}
+    for interest in campaign.sections:
+        if interest not in filled:
+            warnings.append(f"section {interest!r} (in sections of campaign.toml) has no article and is left out")
+    return warnings
+
+
+def missing_languages(campaign: Campaign) -> dict[str, list[str]]:
+    """Per language, what its readers get in another language; an empty list: the language is complete."""
+    missing: dict[str, list[str]] = {lang: [] for lang in LANGUAGES}
+    for lang in LANGUAGES:
+        if lang == DEFAULT_LANGUAGE:
+            continue
+        for name, texts in (("subject", campaign.subject), ("title", campaign.titles), ("intro", campaign.intro),
+                            ("preheader", campaign.preheader)):
+            if texts and lang not in texts:
+                missing[lang].append(name)
+        for interest, texts in campaign.section_labels.items():
+            if lang not in texts:
+                missing[lang].append(f"section label {interest or GENERAL_KEY}")
+        for index, block in enumerate(campaign.country_blocks):
+            if lang not in block.text:
+                missing[lang].append(f"country_blocks[{index + 1}]")
+    for article in campaign.articles:
+        for lang in LANGUAGES:
+            if lang not in article.languages():
+                missing[lang].append(f"article {article.slug}")
+            elif article.category and lang != article.language and lang not in article.localized.get("category", {}) \
+                    and not (lang in article.translations and article.translations[lang].category):
+                missing[lang].append(f"category of {article.slug}")
+    return missing
 
 
 def build_sections(campaign: Campaign, interests: frozenset[str], country: str) -> list[Section]:

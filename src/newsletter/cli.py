@@ -553,27 +553,43 @@ def campaign_new(app, slug, title):
               "(default: build/<slug> beside the config).")
 @pass_app
 def campaign_build(app, slug, out):
-    """Validate a campaign and write its rendered HTML and text, per language, for review."""
+    """Validate a campaign and write its rendered HTML and text, per language, for review.
+
+    Also prints where each article went and why, which languages are complete, links that a mail client
+    could not follow, and warnings (old articles, empty sections, no postal address)."""
+    from rich.markup import escape
     from rich.table import Table
 
     from . import segments
+    from .campaigns import GENERAL
+    from .clock import SystemClock
     from .db import LANGUAGES
     from .interests import Taxonomy
-    from .render import IssueRenderer, render_campaign_files
+    from .render import IssueRenderer, build_campaign
 
     campaign = _load_campaign(app, slug)
     renderer = IssueRenderer(campaign, app.config, Taxonomy.load(app.db))
     out = out or Path(app.config.database).parent / "build" / slug
-    written = render_campaign_files(renderer, out, LANGUAGES)
+    report = build_campaign(renderer, out, LANGUAGES, SystemClock().now().astimezone(app.config.tz).date())
     table = Table("file", "size")
-    for path in written:
+    for path in report.files:
         table.add_row(path.name, f"{path.stat().st_size / 1024:.1f} KB")
     console.print(table)
     count = len(campaign.articles)
     console.print(f"Written to {out}. {count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
                   f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
-    for warning in renderer.warnings:
-        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    for placement in report.placements:
+        section = renderer.section_label(placement.section, "en") if placement.section != GENERAL else "More news"
+        console.print(f"  {escape(placement.article.slug)} -> {escape(section)}: {escape(placement.reason)}",
+                      highlight=False, soft_wrap=True)
+    for lang, missing in report.missing.items():
+        state = "complete" if not missing else "falls back to English for " + ", ".join(missing)
+        console.print(f"  {lang}: {escape(state)}", highlight=False, soft_wrap=True)
+    for lang, links in report.unresolved.items():
+        console.print(f"[yellow]warning:[/] {lang}: links a mail client cannot follow: {escape(', '.join(links))}",
+                      highlight=False, soft_wrap=True)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @campaign_group.command("render")
@@ -674,6 +690,13 @@ def send(app, slug, test_addresses, wait, connections, transport_url):
                                         transport_url=transport_url):
             console.print(f"{address}: {reply.code} {reply.enhanced} {reply.text}", highlight=False)
         return
+    from rich.markup import escape
+
+    from .render import postal_address_warning
+
+    postal = postal_address_warning(app.config)
+    if postal:
+        err_console.print(f"[yellow]warning:[/] {escape(postal)}", highlight=False, soft_wrap=True)
     campaign = prepare_campaign(app.config, app.db, slug)
     print_send_summary(send_with_progress(app, campaign, wait_for_retries=wait, connections=connections,
                                           transport_url=transport_url))

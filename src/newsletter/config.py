@@ -133,7 +133,10 @@ class Config:
                                          "replaces the packaged one of the same name, the rest stay packaged. "
                                          "It need not exist; `newsletter templates copy` fills it.",
                                          example='"templates"')
-    list_name: str = setting("LAC Internet Digest", "The newsletter's name, in headers and footers.")
+    list_name: str = setting("LAC Internet Digest", "The newsletter's name, in headers and footers: one text, or a "
+                             "table with a name per language ([newsletter.list_name] en = \"...\", es = \"...\"; "
+                             "en is required and is the List-Id's name, others fall back to it).")
+    list_names: dict[str, str] = field(default_factory=dict)  # list_name per language, filled by load_config
     list_id: str = setting("digest.lac.example.org", "The List-Id header (a domain you control).")
     sender_name: str = setting("LAC Bureau", "The From name.")
     sender_address: str = setting("news@lac.example.org", "The From address.")
@@ -144,6 +147,14 @@ class Config:
                                       example='"unsubscribe@lac.example.org"')
     base_url: str = setting("http://127.0.0.1:8080", "Public address of `newsletter serve`; every link in a "
                             "message starts with it.")
+    postal_address: str = setting("", "The bureau's postal address, shown in every language's footer (CAN-SPAM "
+                                  "and most mail providers require one; `send` warns while it is empty). "
+                                  "Several lines: separate them with \\n.",
+                                  example='"Rambla Example 1234\\n11300 Montevideo, Uruguay"')
+    logo: Path | None = setting(None, "A PNG, GIF or JPEG shown in every issue's header, served by `newsletter "
+                                "serve` at /archive/logo.<ext>; shown at most 48 px high (give it twice that "
+                                "for sharp screens). Light on transparent suits the dark header in both "
+                                "colour schemes.", example='"logo.png"')
     timezone: str = setting("UTC", "The bureau's IANA time zone: send_at and schedules are read in it.",
                             example='"America/Port_of_Spain"')
     smtp_url: str = setting("maildir://outbox", "Where mail goes: smtp://user:pass@host:587, smtps://host:465 "
@@ -166,6 +177,10 @@ class Config:
         except (ZoneInfoNotFoundError, ValueError):
             raise ConfigError(f"timezone {self.timezone!r} is not an IANA zone name, e.g. America/Port_of_Spain")
 
+    def list_name_for(self, lang: str) -> str:
+        """The list's name as readers of `lang` know it (list_name given per language), else the English one."""
+        return self.list_names.get(lang) or self.list_name
+
     @property
     def sender_domain(self) -> str:
         return self.sender_address.rpartition("@")[2]
@@ -187,7 +202,7 @@ SECTIONS = {
     "digest": DigestSettings,
     "webhooks": WebhookSettings,
 }
-_NOT_SETTINGS = {"path", *SECTIONS}  # filled in by load_config, not written in a [newsletter] table
+_NOT_SETTINGS = {"path", "list_names", *SECTIONS}  # filled in by load_config, not written in a [newsletter] table
 
 
 def settings_of(cls) -> list:
@@ -251,6 +266,25 @@ def _build(cls, values: dict, base: Path, where: str):
     return cls(**kwargs)
 
 
+def _list_names(top: dict, where: str) -> dict[str, str]:
+    """list_name as a table per language ({en = "...", es = "..."}): English goes to list_name (List-Id)."""
+    from .db import LANGUAGES
+
+    value = top.get("list_name")
+    if not isinstance(value, dict):
+        return {}
+    unknown = [lang for lang in value if lang not in LANGUAGES]
+    if unknown:
+        raise ConfigError(f"{where}: list_name.{unknown[0]}: unknown language; use {', '.join(LANGUAGES)}")
+    bad = [lang for lang, text in value.items() if not isinstance(text, str) or not text.strip()]
+    if bad:
+        raise ConfigError(f"{where}: list_name.{bad[0]}: must be non-empty text in quotes")
+    if "en" not in value:
+        raise ConfigError(f"{where}: list_name.en: missing; English is required (other languages fall back to it)")
+    top["list_name"] = value["en"].strip()
+    return {lang: text.strip() for lang, text in value.items()}
+
+
 def load_config(path: str | Path | None = None, environ: dict | None = None) -> Config:
     """Read the config file (if there is one), check every value against the schema, and apply the
     environment over it."""
@@ -278,7 +312,9 @@ def load_config(path: str | Path | None = None, environ: dict | None = None) -> 
         if not isinstance(data.get(name, {}), dict):
             raise ConfigError(f"{config_path}: {name} must be a table, written [{name}] on a line of its own")
     top = dict(data.get("newsletter", {}))
+    list_names = _list_names(top, f"{config_path} [newsletter]")
     config = _build(Config, top, base, f"{config_path} [newsletter]")
+    config.list_names = list_names
     for name, cls in SECTIONS.items():
         setattr(config, name, _build(cls, data.get(name, {}), base, f"{config_path} [{name}]"))
     config.path = config_path.resolve() if config_path.exists() else None
@@ -303,8 +339,14 @@ EXAMPLE_CONFIG = """\
 database = "newsletter.db"
 campaigns_dir = "campaigns"                  # `newsletter campaign new <slug>` makes a folder here
 templates_dir = "templates"                  # your overrides; need not exist (`newsletter templates copy`)
+# The list's name for every language; or one per language, as a table at the end of [newsletter]:
+# [newsletter.list_name] with en = "LAC Internet Digest", es = "Boletín de Internet de ALC", pt = ..., fr = ...
 list_name = "LAC Internet Digest"
 list_id = "digest.lac.example.org"          # List-Id header
+# The bureau's postal address, shown in every issue's footer. CAN-SPAM and most mail providers require one:
+# `newsletter send` warns while it is empty. Several lines: use \\n, e.g. "Av. Example 123\\nMontevideo, Uruguay".
+postal_address = ""
+# logo = "logo.png"                          # PNG, GIF or JPEG shown in every issue's header (served by `serve`)
 sender_name = "LAC Regional Bureau"
 sender_address = "news@lac.example.org"
 # reply_to = "editors@lac.example.org"

@@ -133,6 +133,11 @@ def wrap(text: str, width: int = 72, prefix: str = "") -> str:
     )
 
 
+def language_name(code: str) -> str:
+    """A language's name as its own speakers write it ("español"), for links between versions."""
+    return Locale.parse(code).get_display_name(code) or code
+
+
 def _environment(search_path: tuple[Path, ...], lang: str, domain: str) -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(list(search_path)),
@@ -156,7 +161,8 @@ def _environment(search_path: tuple[Path, ...], lang: str, domain: str) -> jinja
         return format_list(list(names), locale=locale)
 
     environment.filters.update(
-        date_long=date_long, date_medium=date_medium, join_names=join_names, paragraphs=paragraphs, wrap=wrap
+        date_long=date_long, date_medium=date_medium, join_names=join_names, paragraphs=paragraphs, wrap=wrap,
+        language_name=language_name,
     )
     environment.globals["lang"] = lang
     return environment

@@ -10,15 +10,30 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field, replace
+from datetime import date
+from html.parser import HTMLParser
 from pathlib import Path
 from types import SimpleNamespace
+from urllib.parse import urlsplit
 
 import premailer
 
-from .articles import summarize
-from .campaigns import GENERAL, Campaign, CampaignError, build_sections, country_blocks_for, variant_key
+from .articles import Article, summarize
+from .campaigns import (
+    GENERAL,
+    Campaign,
+    CampaignError,
+    Placement,
+    build_sections,
+    content_warnings,
+    country_blocks_for,
+    missing_languages,
+    placements,
+    variant_key,
+)
 from .config import Config
 from .i18n import email_environment, gettext_for
+from .images import LAYOUT_WIDTH, LOGO_MAX_HEIGHT, fit, image_size
 from .interests import Taxonomy
 
 SLOTS = ("greeting", "email", "preferences_url", "unsubscribe_url")
@@ -57,9 +72,32 @@ class RenderedVariant:
         return html, text
 
 
+def first_name(name: str) -> str:
+    """The given name from a stored name: "Ana Lucía Prieto" gives Ana, "Prieto, Ana" gives Ana."""
+    name = " ".join((name or "").split())
+    if "," in name:
+        name = name.split(",", 1)[1].strip()
+    return name.split(" ", 1)[0] if name else ""
+
+
 def greeting(lang: str, name: str) -> str:
+    """Hello with the first name when we know it."""
     _ = gettext_for(lang)
-    return _("Hello %(name)s,") % {"name": name} if name else _("Hello,")
+    given = first_name(name)
+    return _("Hello %(name)s,") % {"name": given} if given else _("Hello,")
+
+
+def archive_url(base_url: str, slug: str, lang: str, article: str | None = None) -> str:
+    """The public page of an issue (or of one of its articles) in one language."""
+    return f"{base_url.rstrip('/')}/archive/{slug}/{lang}" + (f"/{article}" if article else "")
+
+
+def image_url(base_url: str, slug: str, name: str) -> str:
+    return f"{base_url.rstrip('/')}/archive/{slug}/images/{name}"
+
+
+def logo_url(base_url: str, logo: Path) -> str:
+    return f"{base_url.rstrip('/')}/archive/logo{logo.suffix.lower()}"
 
 
 class IssueRenderer:
@@ -106,24 +144,47 @@ class IssueRenderer:
     def warnings(self) -> list[str]:
         return list(dict.fromkeys(w for variant in self._variants.values() for w in variant.warnings))
 
+    def section_label(self, interest: str, lang: str) -> str:
+        own = self.campaign.section_label(interest, lang)
+        if own:
+            return own
+        return self.taxonomy.label(interest, lang) if interest != GENERAL else gettext_for(lang)("More news")
+
+    def article_view(self, article: Article, lang: str) -> SimpleNamespace:
+        """What the templates show of one article in one language; its link is never empty."""
+        version = article.version(lang)
+        base_url, slug = self.config.base_url, self.campaign.slug
+        image = None
+        if version.image:
+            width, height = fit(image_size(self.campaign.folder / version.image))
+            image = SimpleNamespace(url=image_url(base_url, slug, version.image), width=width, height=height,
+                                    alt=version.image_alt)
+        return SimpleNamespace(
+            title=version.title, url=version.url or archive_url(base_url, slug, lang, article.slug),
+            date=version.date, authors=[author.name for author in version.authors], category=version.category,
+            summary=summarize(version), image=image, language=version.language,
+        )
+
+    def logo(self, lang: str) -> SimpleNamespace | None:
+        logo = self.config.logo
+        if logo is None:
+            return None
+        width, height = fit(image_size(logo), LAYOUT_WIDTH, LOGO_MAX_HEIGHT)
+        return SimpleNamespace(url=logo_url(self.config.base_url, logo), width=width, height=height,
+                               alt=self.config.list_name_for(lang))
+
     def _render(self, lang: str, key: tuple, interests: frozenset[str], country: str) -> RenderedVariant:
         campaign = self.campaign
-        _ = gettext_for(lang)
         sections = [
-            SimpleNamespace(
-                label=self.taxonomy.label(section.interest, lang) if section.interest != GENERAL else _("More news"),
-                articles=[
-                    SimpleNamespace(title=a.title, url=a.url, date=a.date, authors=[au.name for au in a.authors],
-                                    category=a.category, summary=summarize(a))
-                    for a in section.articles
-                ],
-            )
+            SimpleNamespace(label=self.section_label(section.interest, lang),
+                            articles=[self.article_view(article, lang) for article in section.articles])
             for section in build_sections(campaign, interests, country)
         ]
         context = {
             "lang": lang,
-            "list_name": self.config.list_name,
-            "title": campaign.title,
+            "list_name": self.config.list_name_for(lang),
+            "logo": self.logo(lang),
+            "title": campaign.title_for(lang),
             "subject": campaign.subject_for(lang),
             "preheader": campaign.preheader_for(lang),
             "intro": campaign.intro_for(lang),
@@ -131,15 +192,21 @@ class IssueRenderer:
             "country_blocks": country_blocks_for(campaign, country, lang),
             "sender_name": campaign.sender_name or self.config.sender_name,
             "sender_address": campaign.sender_address or self.config.sender_address,
+            "postal_address": self.config.postal_address,
             "base_url": self.config.base_url,
             "recipient": SimpleNamespace(
-                web_url=f"{self.config.base_url.rstrip('/')}/archive/{campaign.slug}/{lang}",
+                web_url=archive_url(self.config.base_url, campaign.slug, lang),
                 **{slot: placeholder(slot) for slot in SLOTS},
             ),
         }
         environment = email_environment(self.config.templates_dir, lang)
         html = inline_css(self._template(environment, f"{campaign.template}.html", context))
         text = self._template(environment, f"{campaign.template}.txt", context)
+        empty = [link for link in links_in(html) if not link.strip()]
+        if empty:
+            raise RenderError(f"{campaign.folder}: the {lang} issue has {len(empty)} link(s) with an empty href "
+                              f"(template {campaign.template}.html); every link must go somewhere, so nothing "
+                              "was sent")
         variant = RenderedVariant(campaign, lang, key, context["subject"], html, text)
         variant.warnings = check_html(html)
         return variant
@@ -167,6 +234,35 @@ class RenderError(CampaignError):
     """A template cannot be rendered for this campaign: a content fault, refused before sending."""
 
 
+class _Links(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.links: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "a":
+            self.links.extend(value or "" for name, value in attrs if name == "href")
+
+
+def links_in(html: str) -> list[str]:
+    """Every <a href> of a page, as written (empty ones included)."""
+    parser = _Links()
+    parser.feed(html)
+    return parser.links
+
+
+def unresolved_links(html: str) -> list[str]:
+    """Links a reader's mail client cannot follow: empty, in-page, relative, or not web/mail addresses."""
+    found = []
+    for link in links_in(html):
+        if PLACEHOLDER.fullmatch(link.strip()):
+            continue
+        scheme = urlsplit(link.strip()).scheme.lower()
+        if scheme not in ("http", "https", "mailto"):
+            found.append(link)
+    return list(dict.fromkeys(found))
+
+
 def inline_css(html: str) -> str:
     """Move the <style> rules into style attributes, as mail clients need; @media rules stay in <style>."""
     return premailer.Premailer(
@@ -189,6 +285,38 @@ def check_html(html: str) -> list[str]:
         if placeholder(slot) not in html:
             warnings.append(f"the template shows no {slot.replace('_', ' ')}; bulk mail must carry one")
     return warnings
+
+
+def postal_address_warning(config: Config) -> str | None:
+    """Bulk mail must say where the sender can be found (CAN-SPAM; most providers' policies)."""
+    if config.postal_address.strip():
+        return None
+    return (f"postal_address is empty in {config.path or 'newsletter.toml'} [newsletter]: the footer shows no postal "
+            "address, which CAN-SPAM and most mail providers require; add the bureau's address")
+
+
+@dataclass
+class BuildReport:
+    """What `campaign build` tells the editor, beyond the files it wrote."""
+
+    files: list[Path]
+    placements: list[Placement]
+    missing: dict[str, list[str]]  # language -> what its readers get in another language
+    unresolved: dict[str, list[str]]  # language -> links a mail client cannot follow
+    warnings: list[str]
+
+
+def build_campaign(renderer: IssueRenderer, out_dir: Path, langs: tuple[str, ...], today: date) -> BuildReport:
+    """Render the review copies and check the issue: where each article went and why, languages, links."""
+    files = render_campaign_files(renderer, out_dir, langs)
+    full = frozenset(renderer.taxonomy.slugs)
+    unresolved = {lang: unresolved_links(renderer.variant(lang, full, "").html) for lang in langs}
+    warnings = [*content_warnings(renderer.campaign, today), *renderer.warnings]
+    postal = postal_address_warning(renderer.config)
+    if postal:
+        warnings.append(postal)
+    return BuildReport(files, placements(renderer.campaign), missing_languages(renderer.campaign),
+                       {lang: links for lang, links in unresolved.items() if links}, warnings)
 
 
 def render_campaign_files(renderer: IssueRenderer, out_dir: Path, langs: tuple[str, ...]) -> list[Path]:
