@@ -1,5 +1,5 @@
-"""Segment expressions: how they are read, what they select in a real database, saved segments, and
-that a count stays inside an index."""
+"""Segment expressions: how they are read, what they select in a real database, and saved segments
+(how counts are kept: test_segment_counts.py)."""
 
 from __future__ import annotations
 
@@ -197,22 +197,6 @@ def test_a_segment_that_does_not_parse_or_has_a_bad_name_is_not_saved(db):
         segments.save(db, "two words", "country:TT", clock=CLOCK)
     assert str(error.value) == "segment name 'two words': use letters, digits, - and _"
     assert segments.saved_segments(db) == []
-
-
-# --- the query plan ----------------------------------------------------------------------------------
-
-
-def test_the_count_query_stays_inside_an_index(db):
-    statements = []
-    db.conn.set_trace_callback(statements.append)
-    try:
-        segments.count(db, "country:BB,TT interest:security status:active")
-    finally:
-        db.conn.set_trace_callback(None)
-    [query] = [sql for sql in statements if sql.startswith("SELECT count(*) FROM subscribers")]
-    plan = " | ".join(row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {query}"))
-    assert "USING COVERING INDEX" in plan or "USING INDEX" in plan, plan
-    assert "SCAN subscribers" not in plan.replace("USING COVERING INDEX", "").replace("USING INDEX", ""), plan
 
 
 # --- the CLI -----------------------------------------------------------------------------------------

@@ -19,10 +19,10 @@ from typing import Callable
 import sqlite_utils
 
 from .clock import Clock, SystemClock, utc_iso
-from .db import SEGMENT_INDEX, STATUSES
+from .db import LANGUAGES, STATUSES, ensure_indexes, start_segment_counts, suspend_segment_upkeep
 from .interests import Taxonomy
-from .normalize import InvalidValue, default_language, fold, normalize_country, normalize_email, \
-    normalize_language, normalize_name, parse_timestamp
+from .normalize import InvalidValue, country_codes, default_language, fold, is_clean_email, is_clean_name, \
+    is_clean_timestamp, normalize_country, normalize_email, normalize_language, normalize_name, parse_timestamp
 from .suppressions import email_hash, suppressed_hashes
 
 # Header spellings staff use (folded: no case, accents or punctuation) -> our field.
@@ -47,6 +47,7 @@ _HEADER_INDEX = {fold(phrase): name for name, phrases in _PHRASES.items() for ph
 _DELIMITERS = ",;\t|"
 _KEEP_STATUS = ("unsubscribed", "bounced", "complained")
 MAX_KEPT_PROBLEMS = 1000
+_MAX_KEPT_SPELLINGS = 4096  # of an interests cell, each parsed once
 
 
 class ImportFileError(Exception):
@@ -84,27 +85,22 @@ class ImportReport:
             bucket.append(problem)
 
 
-@dataclass
-class _Row:
-    line: int
-    email: str
-    name: str
-    country: str
-    language: str
-    interests: int
-    status: str | None
-    consent_at: str
-    consent_source: str
-    consent_ip: str
+# A parsed row is made a million times per million rows, so it is plain tuples, built once:
+# (the parameters of _INSERT, then what the file said where _INSERT fills in a default: language, status,
+# consent_at; then the line number). _merge and the update of a stored subscriber need the file's own values.
+_Row = tuple
 
-    def merge(self, later: "_Row") -> None:
-        """A later row for the same address: its non-empty fields win, interests add up."""
-        for name in ("name", "country", "language", "consent_at", "consent_source", "consent_ip"):
-            value = getattr(later, name)
-            if value:
-                setattr(self, name, value)
-        self.interests |= later.interests
-        self.status = later.status or self.status
+
+def _merge(first: _Row, later: _Row) -> _Row:
+    """A later row for the same address: its non-empty fields win, interests add up."""
+    (email, name, country, _, interests, status_or_default, created, updated, consent_or_now, source, ip,
+     import_id), language, status, consent_at, line = first
+    (_, name2, country2, _, interests2, _, _, _, _, source2, ip2, _), language2, status2, consent_at2, _ = later
+    country = country2 or country
+    language = language2 or language
+    return ((email, name2 or name, country, language or default_language(country), interests | interests2,
+             status2 or status_or_default, created, updated, consent_at2 or consent_or_now, source2 or source,
+             ip2 or ip, import_id), language, status2 or status, consent_at2 or consent_at, line)
 
 
 def check_encoding(path: Path, encoding: str = "utf-8") -> None:
@@ -157,20 +153,54 @@ _FIELDS = ("email", "name", "first_name", "last_name", "country", "language", "i
 class _RowReader:
     """Turns one CSV record into a _Row, or a RowProblem naming the field at fault."""
 
-    def __init__(self, positions: dict[str, int], width: int, taxonomy: Taxonomy, source: str) -> None:
+    def __init__(self, positions: dict[str, int], width: int, taxonomy: Taxonomy, source: str, *,
+                 default_status: str, now: str, import_id: int) -> None:
         self.width = width
         # Absent columns read an empty cell appended at index `width`: one itemgetter call per row.
         self.pick = operator.itemgetter(*(positions.get(name, width) for name in _FIELDS))
         self.split_name = "name" not in positions and ("first_name" in positions or "last_name" in positions)
         self.taxonomy = taxonomy
         self.source = source
+        self.default_status = default_status
+        self.now = now
+        self.import_id = import_id
         self._interests: dict[str, int] = {}  # the same few spellings recur on every row
+        self._countries = country_codes()
+        self._languages = frozenset(LANGUAGES) | {""}
+        self._statuses = frozenset(STATUSES) | {""}
 
     def _parse_interests(self, text: str) -> int:
         mask = self._interests.get(text)
         if mask is None:
-            mask = self._interests[text] = self.taxonomy.parse(text)
+            mask = self.taxonomy.parse(text)
+            if len(self._interests) < _MAX_KEPT_SPELLINGS:
+                self._interests[text] = mask
         return mask
+
+    def _row(self, email: str, name: str, country: str, language: str, interests: int, status: str | None,
+             consent_at: str, source: str, ip: str, line: int) -> _Row:
+        now = self.now
+        return ((email, name, country, language or default_language(country), interests,
+                 status or self.default_status, now, now, consent_at or now, source.strip()[:200] or self.source,
+                 ip.strip()[:64], self.import_id), language, status, consent_at, line)
+
+    def read_clean(self, record: list[str], line: int) -> _Row | None:
+        """The row, if every cell is already in the form we store (the common case, told by cheap checks);
+        None sends the record to read(), which gives the very same row for it (a test checks)."""
+        if len(record) != self.width:
+            return None
+        record.append("")
+        (email, name, first, last, country, language, interests, status, consent_at, source,
+         ip) = self.pick(record)
+        if self.split_name:
+            name = f"{first} {last}"
+        mask = self._interests.get(interests)
+        if (mask is None or country not in self._countries or language not in self._languages
+                or status not in self._statuses or not is_clean_email(email) or not is_clean_name(name)
+                or (consent_at and is_clean_timestamp(consent_at) is None)):
+            record.pop()
+            return None
+        return self._row(email, name, country, language, mask, status or None, consent_at, source, ip, line)
 
     def read(self, record: list[str], line: int) -> _Row | RowProblem:
         missing = self.width + 1 - len(record)
@@ -199,28 +229,27 @@ class _RowReader:
             consent_at = parse_timestamp(consent_at) if consent_at.strip() else ""
         except InvalidValue as exc:
             return RowProblem(line, field_name, str(exc))
-        return _Row(line, email, name, country, language, interests, status, consent_at,
-                    source.strip()[:200] or self.source, ip.strip()[:64])
+        return self._row(email, name, country, language, interests, status, consent_at, source, ip, line)
 
 
+# A row whose address is already stored is left to _UPDATE: the insert tries every row of a batch at once.
 _INSERT = """INSERT INTO subscribers (email, name, country, language, interests, status, created_at, updated_at,
-                 consent_at, consent_source, consent_ip, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+                 consent_at, consent_source, consent_ip, import_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (email) DO NOTHING"""
 _UPDATE = f"""UPDATE subscribers SET name = coalesce(nullif(?, ''), name),
                  country = coalesce(nullif(?, ''), country), language = coalesce(nullif(?, ''), language),
                  interests = interests | ?,
                  status = CASE WHEN status IN {_KEEP_STATUS!r} OR ? IS NULL THEN status ELSE ? END,
                  updated_at = ?, import_id = ? WHERE email = ?"""
-
-
-def _in_list(db, sql: str, values: list[str]) -> list[tuple]:
-    return db.execute(sql.format(marks=", ".join("?" * len(values))), values).fetchall()
+_FLUSH_ROWS = 10_000  # rows held in memory before they are written (a transaction holds several such batches)
 
 
 def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = False,
                default_status: str = "active", source: str | None = None, encoding: str = "utf-8",
-               batch_size: int = 20000, clock: Clock = SystemClock(),
+               batch_size: int = 100_000, clock: Clock = SystemClock(),
                progress: Callable[[int], None] | None = None) -> ImportReport:
-    """Import one file; `progress` is called with the number of bytes read so far."""
+    """Import one file, `batch_size` rows per transaction; `progress` is called with the number of bytes read
+    so far after each one."""
     path = Path(path)
     if not path.is_file():
         raise ImportFileError(f"{path}: no such file")
@@ -230,43 +259,42 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
     now = utc_iso(clock.now())
     check_suppressions = db.execute("SELECT 1 FROM suppressions LIMIT 1").fetchone() is not None
     conn = db.conn
-    # Rows arrive in no useful order, so every index insert lands on a random page: a page cache of
-    # 64 MB per schema (a fixed amount, not growing with the file) keeps those pages in memory.
+    # Rows arrive in no useful order, so every insert into the email index lands on a random page: a page
+    # cache of 64 MB per schema (a fixed amount, not growing with the file) keeps those pages in memory.
     conn.execute("PRAGMA cache_size = -65536")
     # Checkpoint the WAL in larger steps: index pages touched by several batches are then written once.
     conn.execute("PRAGMA wal_autocheckpoint = 16384")
 
     def flush(batch: dict[str, _Row]) -> None:
-        if not batch:
-            return
-        emails = list(batch)
-        if check_suppressions:
-            hashes = {email_hash(e): e for e in emails}
+        if batch and check_suppressions:
+            hashes = {email_hash(e): e for e in batch}
             for hashed in suppressed_hashes(db, list(hashes)):
                 row = batch.pop(hashes[hashed])
                 report.suppressed += 1
-                report._keep(report.notices, RowProblem(row.line, "email", "on the suppression list; not imported"))
-            emails = list(batch)
-        # import_id tells a row an earlier batch of this same file wrote (a duplicate) from an older one
-        existing = dict(_in_list(db, "SELECT email, import_id FROM subscribers WHERE email IN ({marks})", emails))
-        inserts, updates = [], []
-        for email in emails:
-            row = batch[email]
+                report._keep(report.notices, RowProblem(row[-1], "email", "on the suppression list; not imported"))
+        if not batch:
+            return
+        before = conn.execute("SELECT coalesce(max(id), 0) FROM subscribers").fetchone()[0]
+        added = conn.executemany(_INSERT, [row[0] for row in batch.values()]).rowcount
+        report.inserted += added
+        if added == len(batch):
+            return
+        # Some addresses were stored already; import_id tells a row an earlier batch of this same file wrote
+        # (a duplicate) from an older one, without keeping every address in memory.
+        emails = list(batch)
+        existing = dict(conn.execute(
+            f"SELECT email, import_id FROM subscribers WHERE id <= ? AND email IN ({', '.join('?' * len(emails))})",
+            [before, *emails]))
+        updates = []
+        for email, ((_, name, country, _, interests, *_), language, status, _, line) in batch.items():
             if email not in existing:
-                report.inserted += 1
-                language = row.language or default_language(row.country)
-                inserts.append((email, row.name, row.country, language, row.interests,
-                                row.status or default_status, now, now, row.consent_at or now, row.consent_source,
-                                row.consent_ip, import_id))
                 continue
             if existing[email] == import_id:
                 report.merged += 1
-                report._keep(report.notices, RowProblem(row.line, "email", "same address as an earlier row; merged"))
+                report._keep(report.notices, RowProblem(line, "email", "same address as an earlier row; merged"))
             else:
                 report.updated += 1
-            updates.append((row.name, row.country, row.language, row.interests, row.status, row.status, now,
-                            import_id, email))
-        conn.executemany(_INSERT, inserts)
+            updates.append((name, country, language, interests, status, status, now, import_id, email))
         conn.executemany(_UPDATE, updates)
 
     with open(path, "rb") as raw:
@@ -277,67 +305,75 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
         header = next(csv.reader([header_line], delimiter=report.delimiter), [])
         positions, report.ignored_columns = map_header(header, path)
         report.columns = {header[i].strip(): name for name, i in positions.items()}
-        reader = _RowReader(positions, len(header), taxonomy, source or f"import:{path.name}")
         records = csv.reader(text, delimiter=report.delimiter, strict=True)
+        flush_rows = min(batch_size, _FLUSH_ROWS)
         conn.execute("BEGIN IMMEDIATE")
-        # Filling an empty table: building the segment index once at the end (a sort) is several times
-        # cheaper than keeping it up to date row by row. A crash before the end leaves no index; connect()
-        # makes it again.
-        index_later = not dry_run and conn.execute("SELECT NOT EXISTS (SELECT 1 FROM subscribers)").fetchone()[0]
-        if index_later:
-            conn.execute("DROP INDEX IF EXISTS subscribers_segment")
+        # Filling an empty table: building the segment index and counts once at the end (a sort, a GROUP BY) is
+        # several times cheaper than keeping them up to date row by row. A crash before the end leaves neither;
+        # connect() makes them again.
+        bulk = not dry_run and conn.execute("SELECT NOT EXISTS (SELECT 1 FROM subscribers)").fetchone()[0]
+        if bulk:
+            suspend_segment_upkeep(db)
         import_id = conn.execute("INSERT INTO imports (file, started_at) VALUES (?, ?)", [str(path), now]).lastrowid
+        reader = _RowReader(positions, len(header), taxonomy, source or f"import:{path.name}",
+                            default_status=default_status, now=now, import_id=import_id)
+        read_clean, read, width = reader.read_clean, reader.read, len(header)
         unreadable = None
         try:
             batch: dict[str, _Row] = {}
+            rows = uncommitted = 0
             line = 2
-            while True:
-                try:
-                    record = next(records)
-                except StopIteration:
-                    break
-                except csv.Error as exc:
-                    unreadable = ImportFileError(
-                        f"{path}, line {line}: {exc} (an unclosed quote swallows the lines after it; close it "
-                        f"or remove it). Lines before {line} were {'checked' if dry_run else 'imported'}."
-                    )
-                    break
-                start, line = line, records.line_num + 2  # +1 for the header, +1 to point past
-                if not "".join(record).strip():
-                    continue
-                report.rows += 1
-                parsed = (len(record) > len(header) and _check_shape(record, header, start)) or reader.read(
-                    record, start)
-                if isinstance(parsed, RowProblem):
-                    report.rejected += 1
-                    report._keep(report.errors, parsed)
-                    continue
-                if parsed.email in batch:
-                    report.merged += 1
-                    report._keep(report.notices, RowProblem(
-                        parsed.line, "email", f"same address as line {batch[parsed.email].line}; merged"))
-                    batch[parsed.email].merge(parsed)
-                else:
-                    batch[parsed.email] = parsed
-                if len(batch) >= batch_size:
-                    flush(batch)
-                    batch = {}
-                    if not dry_run:
-                        conn.execute("COMMIT")
-                        conn.execute("BEGIN IMMEDIATE")
-                    if progress:
-                        progress(raw.tell())
+            try:
+                for record in records:
+                    start, line = line, records.line_num + 2  # +1 for the header, +1 to point past
+                    parsed = read_clean(record, start)
+                    if parsed is None:
+                        if not "".join(record).strip():
+                            continue
+                        parsed = (len(record) > width and _check_shape(record, header, start)) or read(record, start)
+                        if parsed.__class__ is RowProblem:
+                            rows += 1
+                            report.rejected += 1
+                            report._keep(report.errors, parsed)
+                            continue
+                    rows += 1
+                    email = parsed[0][0]
+                    if email in batch:
+                        report.merged += 1
+                        earlier = batch[email]
+                        report._keep(report.notices, RowProblem(
+                            start, "email", f"same address as line {earlier[-1]}; merged"))
+                        batch[email] = _merge(earlier, parsed)
+                    else:
+                        batch[email] = parsed
+                    if len(batch) >= flush_rows:
+                        uncommitted += len(batch)
+                        flush(batch)
+                        batch = {}
+                        if uncommitted >= batch_size:
+                            uncommitted = 0
+                            if not dry_run:
+                                conn.execute("COMMIT")
+                                conn.execute("BEGIN IMMEDIATE")
+                            if progress:
+                                progress(raw.tell())
+            except csv.Error as exc:
+                unreadable = ImportFileError(
+                    f"{path}, line {line}: {exc} (an unclosed quote swallows the lines after it; close it "
+                    f"or remove it). Lines before {line} were {'checked' if dry_run else 'imported'}."
+                )
             flush(batch)
+            report.rows = rows
             conn.execute(
                 "UPDATE imports SET finished_at = ?, rows = ?, inserted = ?, updated = ?, merged = ?, suppressed = ?, "
                 "rejected = ? WHERE id = ?", [utc_iso(clock.now()), report.rows, report.inserted, report.updated,
                                               report.merged, report.suppressed, report.rejected, import_id])
+            if bulk:
+                start_segment_counts(db)
         except BaseException:
             conn.execute("ROLLBACK")
-            conn.execute(SEGMENT_INDEX)
+            ensure_indexes(db)
             raise
-        if index_later:
-            conn.execute(SEGMENT_INDEX)
         conn.execute("ROLLBACK" if dry_run else "COMMIT")
         if progress:
             progress(raw.tell())

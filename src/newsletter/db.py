@@ -236,16 +236,84 @@ def _v4(db: sqlite_utils.Database) -> None:
            BEGIN UPDATE subscribers SET status_changed_at = new.updated_at WHERE id = new.id; END""")
 
 
+def _v5(db: sqlite_utils.Database) -> None:
+    """segment_counts: how many subscribers share each (status, country, language, interests), kept true by
+    triggers on every write from any caller, so a segment count sums a few thousand groups instead of reading
+    up to a million index entries. The partial index finds pauses that have ended, which the sender treats as
+    active (see segments.count)."""
+    db.conn.execute(
+        """CREATE TABLE segment_counts (
+            status TEXT NOT NULL,
+            country TEXT NOT NULL,
+            language TEXT NOT NULL,
+            interests INTEGER NOT NULL,
+            n INTEGER NOT NULL,
+            PRIMARY KEY (status, country, language, interests)
+        ) WITHOUT ROWID"""
+    )
+    # status is a column too, although always 'paused': without it SQLite reads the table to check it.
+    db.conn.execute("CREATE INDEX subscribers_pause_ends ON subscribers (paused_until, country, language, interests, "
+                    "status) WHERE status = 'paused'")
+    start_segment_counts(db)
+
+
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5]
 
 
 SEGMENT_INDEX = "CREATE INDEX IF NOT EXISTS subscribers_segment ON subscribers (status, country, language, interests)"
 
+_GROUP = ("status = {row}.status AND country = {row}.country AND language = {row}.language "
+          "AND interests = {row}.interests")
+_ADD_NEW = ("INSERT INTO segment_counts VALUES (new.status, new.country, new.language, new.interests, 1) "
+            "ON CONFLICT DO UPDATE SET n = n + 1;")
+_REMOVE_OLD = f"UPDATE segment_counts SET n = n - 1 WHERE {_GROUP.format(row='old')};"
+SEGMENT_COUNT_TRIGGERS = {
+    "segment_counts_insert": f"AFTER INSERT ON subscribers BEGIN {_ADD_NEW} END",
+    "segment_counts_delete": f"AFTER DELETE ON subscribers BEGIN {_REMOVE_OLD} END",
+    "segment_counts_update": (
+        "AFTER UPDATE OF status, country, language, interests ON subscribers WHEN old.status IS NOT new.status "
+        "OR old.country IS NOT new.country OR old.language IS NOT new.language OR old.interests IS NOT new.interests "
+        f"BEGIN {_REMOVE_OLD} {_ADD_NEW} END"
+    ),
+}
+
+
+def segment_counts_live(db: sqlite_utils.Database) -> bool:
+    """Whether the triggers keep segment_counts true (a bulk import suspends them while it fills an empty table)."""
+    names = list(SEGMENT_COUNT_TRIGGERS)
+    marks = ", ".join("?" * len(names))
+    found = db.execute(f"SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name IN ({marks})", names)
+    return found.fetchone()[0] == len(names)
+
+
+def suspend_segment_upkeep(db: sqlite_utils.Database) -> None:
+    """For a bulk load into an empty table: no segment index or counts triggers until start_segment_counts().
+    Call inside the load's transaction."""
+    db.conn.execute("DROP INDEX IF EXISTS subscribers_segment")
+    for name in SEGMENT_COUNT_TRIGGERS:
+        db.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
+
+
+def start_segment_counts(db: sqlite_utils.Database) -> None:
+    """Count every group afresh in one GROUP BY and let the triggers carry on from there; call inside a
+    transaction."""
+    db.conn.execute(SEGMENT_INDEX)
+    db.conn.execute("DELETE FROM segment_counts")
+    db.conn.execute("INSERT INTO segment_counts SELECT status, country, language, interests, count(*) "
+                    "FROM subscribers GROUP BY status, country, language, interests")
+    for name, body in SEGMENT_COUNT_TRIGGERS.items():
+        db.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
+
 
 def ensure_indexes(db: sqlite_utils.Database) -> None:
-    """Indexes a bulk import drops while it fills an empty table; made again here if it died meanwhile."""
+    """The index and counts a bulk import suspends while it fills an empty table; made again here if it died
+    meanwhile."""
     db.conn.execute(SEGMENT_INDEX)
+    if not segment_counts_live(db):
+        with transaction(db):
+            if not segment_counts_live(db):  # another process may have restored them meanwhile
+                start_segment_counts(db)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:
