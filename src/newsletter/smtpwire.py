@@ -113,14 +113,11 @@ class WireTransport(SMTPTransport):
         return f"<WireTransport {scheme}://{self.host}:{self.port}>"
 
     def _send_once(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
-        try:
-            smtp = self._connection()
-        except smtplib.SMTPResponseException as error:
-            self._discard()
-            return Reply.from_smtp(error.smtp_code, error.smtp_error, "connect")
-        except (smtplib.SMTPException, OSError, UnicodeError) as error:  # UnicodeError: non-ASCII login
-            self._discard()
-            return Reply(0, "", f"cannot connect to {self.host}:{self.port}: {_describe(error)}", "connect")
+        failure = self._open()  # connect, EHLO, TLS, AUTH: a failure there is the connection's (transport.py)
+        if failure is not None:
+            return failure
+        smtp = self._smtp
+        assert smtp is not None
         wire = self._wire
         if wire is None or wire.smtp is not smtp:
             wire = self._wire = _Wire(smtp)
