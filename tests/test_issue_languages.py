@@ -328,3 +328,14 @@ def test_a_send_with_an_empty_href_is_refused_before_anything_is_queued(tmp_path
     with pytest.raises(RenderError, match="empty href"):
         prepare_campaign(config, db, "2026-12-lac-digest")
     assert sum(deliveries.counts(db, "2026-12-lac-digest").values()) == 0
+
+
+def test_build_lists_links_a_mail_client_cannot_follow(tmp_path):
+    from newsletter.render import build_campaign
+
+    folder = campaign_folder(tmp_path, '[[articles]]\nfile = "a.md"\nurl = "news/a.html"\n',
+                             {"a.md": "---\ntitle: A\n---\n\nText.\n"})
+    config = load_config(write_config(tmp_path), environ={})
+    renderer = IssueRenderer(load_campaign(folder, UTC), config, Taxonomy.load(connect(tmp_path / "t.db")))
+    report = build_campaign(renderer, tmp_path / "out", LANGUAGES, date(2027, 1, 1))
+    assert report.unresolved == {lang: ["news/a.html"] for lang in LANGUAGES}
