@@ -339,3 +339,12 @@ def test_build_lists_links_a_mail_client_cannot_follow(tmp_path):
     renderer = IssueRenderer(load_campaign(folder, UTC), config, Taxonomy.load(connect(tmp_path / "t.db")))
     report = build_campaign(renderer, tmp_path / "out", LANGUAGES, date(2027, 1, 1))
     assert report.unresolved == {lang: ["news/a.html"] for lang in LANGUAGES}
+
+
+def test_send_warns_when_the_postal_address_is_empty(tmp_path):
+    project = write_config(tmp_path, smtp_url=f'"maildir://{tmp_path / "outbox"}"')
+    project.write_text(project.read_text().replace("postal_address", "# postal_address"), encoding="utf-8")
+    result = CliRunner(env={CONFIG_ENV: None, SECRET_ENV: None, SMTP_ENV: None}).invoke(
+        cli, ["--config", str(project), "send", "2026-12-lac-digest"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "warning: postal_address is empty" in " ".join(result.output.split())

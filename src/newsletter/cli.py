@@ -550,6 +550,7 @@ def articles_show(file):
     table.add_row("authors", "; ".join(f"{a.name} ({a.role})" if a.role else a.name for a in article.authors))
     table.add_row("language", article.language)
     table.add_row("interests", ", ".join(article.interests))
+    table.add_row("filed by", article.filing)
     table.add_row("countries", ", ".join(article.countries))
     table.add_row("url", article.url)
     table.add_row("summary", summarize(article))

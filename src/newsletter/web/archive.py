@@ -33,7 +33,8 @@ ARCHIVE_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'un
 FEED_ENTRIES = 50
 ATOM = "http://www.w3.org/2005/Atom"
 _ARTICLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
-IMAGE_MAX_AGE = 7 * 24 * 3600  # pictures are named by the campaign and file; a day's caching spares the server
+IMAGE_MAX_AGE = 7 * 24 * 3600  # pictures are named by the campaign and file; a week's caching spares the server
+ElementTree.register_namespace("", ATOM)  # the feed's elements without a prefix
 
 
 def _campaign(slug: str, lang: str) -> Campaign:
@@ -129,7 +130,6 @@ def feed() -> Response:
     rows = database().execute(
         "SELECT slug, finished_at FROM campaigns WHERE state = 'sent' AND finished_at IS NOT NULL "
         "ORDER BY finished_at DESC LIMIT ?", [FEED_ENTRIES]).fetchall()
-    ElementTree.register_namespace("", ATOM)
     root = ElementTree.Element(f"{{{ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": lang})
     self_url = f"{base}{url_for('archive.feed', lang=lang)}"
     _add(root, "title", config.list_name_for(lang))
