@@ -348,3 +348,20 @@ def test_send_warns_when_the_postal_address_is_empty(tmp_path):
         cli, ["--config", str(project), "send", "2026-12-lac-digest"], terminal_width=250)
     assert result.exit_code == 0, result.output
     assert "warning: postal_address is empty" in " ".join(result.output.split())
+
+
+def test_the_pages_and_the_confirmation_mail_name_the_list_in_the_visitors_language(tmp_path):
+    from web_support import LiveSite
+
+    from newsletter.clock import FakeClock
+    from newsletter.web.confirmation import confirmation_message
+
+    with LiveSite.start(tmp_path, list_names=LIST_NAMES) as site:
+        page = site.get("/subscribe?lang=pt")
+        assert '<header class="site"><p>Boletim de Internet da ALC</p></header>' in page.text
+        assert "Sim, enviem Boletim de Internet da ALC para este endereço." in page.text  # the consent box
+        data = confirmation_message(site.config, lang="es", name="Ana Prieto", address="ana@example.org",
+                                    confirm_url="https://x.example/confirm/t", clock=FakeClock(datetime(2026, 12, 1, tzinfo=timezone.utc)))
+    message = message_from_bytes(data, policy=policy.default)
+    assert message["Subject"] == "Confirme su suscripción a Boletín de Internet de ALC"
+    assert "Hola, Ana:" in message.get_body(("plain",)).get_content()
