@@ -367,7 +367,7 @@ def describe(label: str, result: dict) -> str:
     children = result["children_rss_mib"]
     rss = f"{result['peak_rss_mib']:.1f}" + (f" + {len(children)} more: " + ", ".join(f"{mib:.1f}" for mib in children)
                                             if children else "")
-    return (f"{label:<8} {rate(result):8,.0f} {cpu_per_message_us(result):10,.0f} {result['seconds']:7.1f} "
+    return (f"{label:<10} {rate(result):8,.0f} {cpu_per_message_us(result):10,.0f} {result['seconds']:7.1f} "
             f"{sink_busy:6.0%} {sink_share:6.0%}   {rss}")
 
 
@@ -424,8 +424,8 @@ def main(argv: list[str] | None = None) -> None:
             print(f"  round {round_number + 1}: " + "   ".join(f"{way} {rate(runs[way][-1]):,.0f} msg/s" for way in ways))
         best = {way: max(results, key=rate) for way, results in runs.items()}
 
-        print(f"\n{'way':<8} {'msg/s':>8} {'CPU µs/msg':>10} {'seconds':>7} {'sink':>6} {'sink':>6}   peak RSS MiB")
-        print(f"{'':<8} {'':>8} {'(senders)':>10} {'':>7} {'busy':>6} {'share':>6}   (sender, then its children)")
+        print(f"\n{'way':<10} {'msg/s':>8} {'CPU µs/msg':>10} {'seconds':>7} {'sink':>6} {'sink':>6}   peak RSS MiB")
+        print(f"{'':<10} {'':>8} {'(senders)':>10} {'':>7} {'busy':>6} {'share':>6}   (sender, then its children)")
         for way in ways:
             print(describe(way, best[way]))
         ours, smtplib_run, raw, wire = best["ours"], best["smtplib"], best["raw"], best["wire"]

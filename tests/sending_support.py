@@ -5,6 +5,9 @@ The config points at the repository's own campaign and templates, so every test 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import sqlite_utils
@@ -25,7 +28,8 @@ ROW_FIELDS = ("status", "attempts", "last_code", "last_enhanced", "last_text")
 
 
 def write_config(folder: Path, smtp_url: str, *, campaigns_dir: Path = CAMPAIGNS_DIR,
-                 bounces: dict[str, object] | None = None, **sending: object) -> Config:
+                 templates_dir: Path = TEMPLATES_DIR, bounces: dict[str, object] | None = None,
+                 **sending: object) -> Config:
     """Write newsletter.toml in `folder` (database beside it) and load it as the CLI would.
 
     `sending` adds [sending] settings; `bounces`, when given, is written as the [bounces] table.
@@ -34,7 +38,7 @@ def write_config(folder: Path, smtp_url: str, *, campaigns_dir: Path = CAMPAIGNS
         "[newsletter]",
         'database = "newsletter.db"',
         f'campaigns_dir = "{campaigns_dir}"',
-        f'templates_dir = "{TEMPLATES_DIR}"',
+        f'templates_dir = "{templates_dir}"',
         f'smtp_url = "{smtp_url}"',
         f'secret_key = "{SECRET}"',
         f'bounce_address = "{BOUNCE_ADDRESS}"',
@@ -42,9 +46,8 @@ def write_config(folder: Path, smtp_url: str, *, campaigns_dir: Path = CAMPAIGNS
         'base_url = "https://news.lac.example.org"',
         "",
         "[sending]",
-        'starttls = "never"',
     ]
-    lines += [f"{name} = {_toml(value)}" for name, value in sending.items()]
+    lines += [f"{name} = {_toml(value)}" for name, value in {"starttls": "never", **sending}.items()]
     if bounces is not None:
         lines += ["", "[bounces]", *(f"{name} = {_toml(value)}" for name, value in bounces.items())]
     path = folder / "newsletter.toml"
@@ -82,3 +85,27 @@ def row_state(row: dict) -> tuple:
 
 def status_counts(db: sqlite_utils.Database, slug: str = SLUG) -> dict[str, int]:
     return dict(db.execute("SELECT status, count(*) FROM deliveries WHERE campaign = ? GROUP BY status", [slug]))
+
+
+GUARD_SECONDS = 120  # only so that a hanging command fails its test instead of hanging the suite
+
+
+def run_cli(config: Config, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`newsletter --config <config> <args>` in a process of its own, as an operator or cron runs it."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("NEWSLETTER_")}
+    environ.update(env or {}, COLUMNS="200")
+    return subprocess.run([sys.executable, "-m", "newsletter.cli", "--config", str(config.path), *args],
+                          capture_output=True, text=True, env=environ, timeout=GUARD_SECONDS)
+
+
+def start_cli(config: Config, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The same, started in the background (to interrupt it, or to break the relay under it)."""
+    environ = {name: value for name, value in os.environ.items() if not name.startswith("NEWSLETTER_")}
+    environ.update(env or {}, COLUMNS="200")
+    return subprocess.Popen([sys.executable, "-m", "newsletter.cli", "--config", str(config.path), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+
+
+def error_lines(stderr: str) -> list[str]:
+    """The `Error: ...` lines a command printed (a traceback would show up as other lines)."""
+    return [line for line in stderr.splitlines() if line.startswith("Error:")]

@@ -6,6 +6,10 @@
         server.drop_during_data("carla@example.org")             # socket closed mid-DATA, no reply
         server.delay("dan@example.org", 0.05)                    # slow answer, then accepted
         server.rate_limit(times=3)                               # every RCPT: 421 4.7.0 and hang up
+        server.fail("*", REFUSED_BY_POLICY, at="DATA")           # "*": every recipient
+        server.crash_at_data("erin@example.org")                 # "500 Error", transaction left open
+        server.refuse_starttls()                                 # offers STARTTLS, answers 454 to it
+        server.go_down(); server.come_back()                     # stops listening, then listens again
         ...
         server.accepted_for("ana@example.org")                   # the message bytes it took for her
 """
@@ -34,6 +38,8 @@ MAILBOX_FULL = "552 5.2.2 Mailbox full"
 REFUSED_BY_POLICY = "554 5.7.1 Message refused by policy"
 RATE_LIMITED = "421 4.7.0 Too many messages, rate limit exceeded; try again later"
 DROP_DURING_DATA = "DATA, then hang up"
+CRASH = "raise in the handler"  # aiosmtpd answers "500 Error: (...)" and keeps the transaction open
+TLS_REFUSED = "454 4.7.0 TLS not available due to local problem"
 
 
 @dataclass
@@ -74,6 +80,12 @@ class _FaultySMTP(LenientSMTP):
         assert self.transport is not None
         self.transport.close()  # ...and the line goes dead, with no reply
 
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        if self.fault_server.starttls_refused:
+            await self.push(TLS_REFUSED)
+            return
+        await super().smtp_STARTTLS(arg)
+
 
 class _FaultController(LoopbackController):
     def __init__(self, fault_server: FaultServer, **options: Any) -> None:
@@ -93,9 +105,10 @@ class FaultServer:
     """A programmable aiosmtpd server on 127.0.0.1; use it as a context manager.
 
     `tls_context` offers STARTTLS; `implicit_tls_context` makes it an smtps:// server; `credentials`
-    (login, password) offers AUTH (over TLS only). `clock` measures rate_limit(seconds=...), so a
-    FakeClock ends the limit when the test advances it. `pipelining` announces PIPELINING (RFC 2920),
-    which aiosmtpd does not by itself although it reads pipelined commands correctly.
+    (login, password) offers AUTH (over TLS only, unless `auth_over_plain`). `clock` measures
+    rate_limit(seconds=...), so a FakeClock ends the limit when the test advances it. `pipelining`
+    announces PIPELINING (RFC 2920), which aiosmtpd does not by itself although it reads pipelined
+    commands correctly.
     """
 
     def __init__(
@@ -104,6 +117,7 @@ class FaultServer:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls_context: ssl.SSLContext | None = None,
         credentials: tuple[str, str] | None = None,
+        auth_over_plain: bool = False,
         clock: Clock | None = None,
         pipelining: bool = False,
     ) -> None:
@@ -116,6 +130,7 @@ class FaultServer:
         self._clock = clock or SystemClock()
         self.accepted: list[Received] = []
         self.connections = 0
+        self.starttls_refused = False
         options: dict[str, Any] = {}
         if tls_context is not None:
             options["tls_context"] = tls_context
@@ -123,6 +138,9 @@ class FaultServer:
             options["ssl_context"] = implicit_tls_context
         if credentials is not None:
             options["authenticator"] = _PasswordCheck(*credentials)
+            options["auth_require_tls"] = not auth_over_plain
+            options["auth_required"] = True  # a relay that has logins takes no mail without one
+        self._options = options
         self._controller = _FaultController(self, **options)
 
     @property
@@ -167,6 +185,33 @@ class FaultServer:
             self._rate_limit_remaining = times
             self._rate_limit_until = None if seconds is None else self._clock.monotonic() + seconds
 
+    def clear_faults(self) -> None:
+        """Answer everyone normally again (the relay was fixed)."""
+        with self._lock:
+            self._faults.clear()
+            self.starttls_refused = False
+
+    def crash_at_data(self, recipient: str, *, times: int | None = None) -> None:
+        """Fail in the handler at end of DATA: aiosmtpd answers "500 Error: ..." and, like some real
+        relays, keeps the transaction open, so a client that does not RSET gets "503 nested MAIL command"."""
+        self._set(recipient, Fault(CRASH, at="DATA", remaining=times))
+
+    def refuse_starttls(self) -> None:
+        """Keep offering STARTTLS but answer it with 454, as a relay with a broken certificate setup does."""
+        self.starttls_refused = True
+
+    def go_down(self) -> None:
+        """Stop listening and drop every connection, as a relay that crashes or restarts does."""
+        self._controller.stop()
+
+    def come_back(self) -> None:
+        """Listen again on the same port, with the same faults and the same record of what arrived."""
+        port, connections = self.port, self.connections
+        self._controller = _FaultController(self, port=port, **self._options)
+        self._controller.start()
+        with self._lock:
+            self.connections = connections  # the controller's start-up probe is not a client
+
     def lift_rate_limit(self) -> None:
         with self._lock:
             self._rate_limit_remaining = 0
@@ -204,6 +249,8 @@ class FaultServer:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         reply = await self._apply("DATA", envelope.rcpt_tos)
+        if reply == CRASH:
+            raise RuntimeError("handler failed")
         if reply is not None:
             return reply
         over_tls = server.transport is not None and server.transport.get_extra_info("ssl_object") is not None
@@ -241,7 +288,7 @@ class FaultServer:
         with self._lock:
             for address in recipients:
                 address = address.lower()
-                for key in (address, address.rpartition("@")[0]):
+                for key in (address, address.rpartition("@")[0], "*"):
                     fault = self._faults.get((key, stage))
                     if fault is None or fault.remaining == 0:
                         continue

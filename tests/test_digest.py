@@ -107,6 +107,25 @@ def test_the_folder_is_a_campaign_with_month_names_in_four_languages_and_the_con
     assert "diciembre de 2026" in campaign.intro["es"] and "décembre 2026" in campaign.preheader["fr"]
     assert campaign.articles[0].title == "Peering in Grenada"
     assert (campaign.folder / "news.md").read_bytes() == (config.digest.articles_dir / "news.md").read_bytes()
+    assert campaign.titles == {"en": "December 2026 digest", "es": "Boletín de diciembre de 2026",
+                               "pt": "Boletim de dezembro de 2026", "fr": "Lettre de décembre 2026"}
+
+
+def test_an_articles_translations_travel_with_it_and_are_no_articles_of_their_own(site):
+    config, db = site
+    write_article(config, "news.md", "2026-11-20", title="Peering in Grenada")
+    (config.digest.articles_dir / "news.es.md").write_text("---\ntitle: Peering en Granada\n---\n\nTexto.\n",
+                                                            encoding="utf-8")
+    campaign = build_digest(config, DEC_1, db)
+    [article] = campaign.articles
+    assert article.version("es").title == "Peering en Granada" and (campaign.folder / "news.es.md").is_file()
+
+
+def test_a_french_month_starting_with_a_vowel_is_elided(site):
+    config, db = site
+    write_article(config, "news.md", "2027-03-20")
+    campaign = build_digest(config, datetime(2027, 4, 1, 13, 0, tzinfo=timezone.utc), db)
+    assert campaign.titles["fr"] == "Lettre d'avril 2027" and "d'avril 2027" in campaign.intro["fr"]
 
 
 def test_building_the_same_occurrence_twice_gives_the_same_folder(site):

@@ -158,9 +158,9 @@ class FixedJitter(random.Random):
     (Reply(550, "5.1.1", "User unknown", "RCPT"), Decision("bounced", bounce=True)),
     (Reply(550, "", "No such user here", "RCPT"), Decision("bounced", bounce=True)),
     (Reply(552, "5.2.2", "Mailbox full", "DATA"), Decision("failed")),
-    (Reply(554, "5.7.1", "Message refused by policy", "DATA"), Decision("failed", slow_down=True)),
-    (Reply(550, "5.1.1", "Sender address rejected", "MAIL"), Decision("failed", slow_down=True)),
-    (Reply(553, "5.1.8", "Bad sender domain", "RCPT"), Decision("failed", slow_down=True)),
+    (Reply(554, "5.7.1", "Message refused by policy", "DATA"), Decision("failed")),
+    (Reply(550, "5.1.1", "Sender address rejected", "MAIL"), Decision("failed")),
+    (Reply(553, "5.1.8", "Bad sender domain", "RCPT"), Decision("failed")),
 ], ids=["250", "550-5.1.1", "550-prose-unknown", "552-5.2.2", "554-5.7.1", "5.1.1-at-MAIL", "5.1.8-our-sender"])
 def test_decide_maps_final_replies_to_a_final_status(reply, decision):
     assert decide(reply, 0, SETTINGS, NOW, FixedJitter(0.5)) == decision

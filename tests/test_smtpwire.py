@@ -230,13 +230,13 @@ def test_smtps_pipelines_from_the_first_byte(certificate):
         assert all(received.over_tls for received in server.accepted)
 
 
-def test_a_wrong_password_is_refused_at_connect_and_nothing_is_sent(certificate):
+def test_a_wrong_password_is_refused_at_auth_as_the_connections_fault_and_nothing_is_sent(certificate):
     with FaultServer(tls_context=server_tls_context(*certificate), credentials=("news", "s3cret"),
                      pipelining=True) as server:
         url = f"smtp://news:wrong@127.0.0.1:{server.port}"
         with closing(open_transport(url, ssl_context=client_tls_context(certificate[0]))) as transport:
             refused = send(transport, "ana@example.org")
-        assert (refused.code, refused.stage) == (535, "connect")
+        assert (refused.code, refused.stage, refused.outcome) == (535, "AUTH", "connection")
         assert server.accepted == []
 
 

@@ -25,7 +25,7 @@ from smtp_servers import (
 
 from newsletter.clock import FakeClock
 from newsletter.mailsink import start_sink
-from newsletter.transport import MaildirTransport, Reply, SMTPTransport, open_transport
+from newsletter.transport import MaildirTransport, Reply, SMTPTransport, check_transport, open_transport, what_to_fix
 
 SENDER = "news@lac.example.org"
 
@@ -61,7 +61,13 @@ def send(transport, to: str, body: str = "Hello.") -> Reply:
         (551, "No such user here", "RCPT", "bounced", False),
         (553, "Requested action not taken: mailbox unavailable", "RCPT", "bounced", False),
         (550, "5.0.0 <ana@example.org>... User unknown", "RCPT", "bounced", False),
-        (421, "Too many connections from your IP, rate limited", "connect", "policy", True),
+        (421, "Too many connections from your IP, rate limited", "connect", "connection", True),
+        (535, "5.7.8 Authentication credentials invalid", "AUTH", "connection", True),
+        (454, "4.7.0 TLS not available due to local problem", "TLS", "connection", True),
+        (530, "5.7.0 Authentication required", "MAIL", "connection", True),
+        (503, "5.5.1 Error: nested MAIL command", "MAIL", "connection", True),
+        (503, "5.5.1 Bad sequence of commands", "RCPT", "connection", True),
+        (0, "connection lost: Connection unexpectedly closed", "MAIL", "connection", True),
         (450, "Sender blocked", "RCPT", "policy", True),
         (451, "Try again later", "RCPT", "deferred", True),
         (554, "Message rejected as spam", "DATA", "policy", False),
@@ -212,7 +218,7 @@ def test_a_relay_that_is_not_listening_is_a_retryable_connection_failure():
         port = probe.getsockname()[1]
     with closing(open_transport(f"smtp://127.0.0.1:{port}", timeout=5)) as transport:
         reply = send(transport, "ana@example.org")
-    assert (reply.code, reply.stage, reply.outcome, reply.retryable) == (0, "connect", "deferred", True)
+    assert (reply.code, reply.stage, reply.outcome, reply.retryable) == (0, "connect", "connection", True)
     assert f"127.0.0.1:{port}" in reply.text
 
 
@@ -259,7 +265,7 @@ def test_starttls_never_sends_in_clear_even_when_offered(certificate):
 def test_starttls_always_refuses_a_relay_without_it():
     with FaultServer() as server, closing(open_transport(server.url(), starttls="always")) as transport:
         reply = send(transport, "ana@example.org")
-        assert (reply.code, reply.stage, reply.retryable) == (0, "connect", True)
+        assert (reply.code, reply.stage, reply.outcome) == (0, "TLS", "connection")
         assert "STARTTLS" in reply.text
         assert server.accepted == []
 
@@ -268,7 +274,7 @@ def test_an_untrusted_certificate_stops_the_connection(certificate):
     with FaultServer(tls_context=server_tls_context(*certificate)) as server:
         with closing(open_transport(server.url())) as transport:  # system trust store only
             reply = send(transport, "ana@example.org")
-        assert (reply.code, reply.stage) == (0, "connect")
+        assert (reply.code, reply.stage, reply.outcome) == (0, "TLS", "connection")
         assert "CERTIFICATE_VERIFY_FAILED" in reply.text
         assert server.accepted == []
 
@@ -280,7 +286,7 @@ def test_smtps_speaks_tls_from_the_first_byte(certificate):
         assert server.accepted[0].over_tls
 
 
-def test_url_encoded_credentials_log_in_and_a_wrong_password_is_policy_not_a_bounce(certificate):
+def test_url_encoded_credentials_log_in_and_a_wrong_password_is_the_connections_fault_not_a_bounce(certificate):
     with FaultServer(tls_context=server_tls_context(*certificate), credentials=("news@lac", "p@ss:w/rd")) as server:
         trust = client_tls_context(certificate[0])
         good_url = f"smtp://news%40lac:p%40ss%3Aw%2Frd@127.0.0.1:{server.port}"
@@ -289,7 +295,7 @@ def test_url_encoded_credentials_log_in_and_a_wrong_password_is_policy_not_a_bou
         wrong_url = f"smtp://news%40lac:wrong@127.0.0.1:{server.port}"
         with closing(open_transport(wrong_url, ssl_context=trust)) as transport:
             refused = send(transport, "ana@example.org")
-        assert (refused.code, refused.stage, refused.outcome) == (535, "connect", "policy")
+        assert (refused.code, refused.stage, refused.outcome) == (535, "AUTH", "connection")
 
 
 # -- Maildir ------------------------------------------------------------------------------------------
@@ -408,3 +414,73 @@ def test_sink_runs_as_its_own_process_until_terminated(tmp_path):
     [stored] = list(mailbox.Maildir(box, create=False))
     assert stored["Delivered-To"] == "ana@example.org"
     assert stored.get_payload() == "From another process\n"
+
+
+# -- whose fault: the connection's, never the next recipient's ----------------------------------------
+
+
+def test_after_a_5xx_at_end_of_data_on_an_open_transaction_the_next_recipient_is_sent_on_the_same_connection():
+    """aiosmtpd keeps the transaction open when its handler fails; without RSET the next MAIL gets 503."""
+    with FaultServer() as server, closing(open_transport(server.url())) as transport:
+        server.crash_at_data("ana@example.org")
+        refused = send(transport, "ana@example.org")
+        following = send(transport, "bo@example.org")
+        assert (refused.code, refused.stage, refused.outcome) == (500, "DATA", "failed")
+        assert refused.text.startswith("Error")
+        assert (following.code, following.outcome) == (250, "sent")
+        assert server.connections == 1  # RSET cleaned the transaction up; no reconnect was needed
+        assert len(server.accepted_for("bo@example.org")) == 1
+
+
+def test_a_relay_that_refuses_starttls_is_a_tls_fault_of_the_connection(certificate):
+    with FaultServer(tls_context=server_tls_context(*certificate)) as server:
+        server.refuse_starttls()
+        with closing(open_transport(server.url(), ssl_context=client_tls_context(certificate[0]))) as transport:
+            reply = send(transport, "ana@example.org")
+        assert (reply.code, reply.enhanced, reply.stage, reply.outcome) == (454, "4.7.0", "TLS", "connection")
+        assert server.accepted == []
+
+
+def test_a_relay_that_needs_a_login_we_do_not_give_refuses_mail_with_530_the_connections_fault():
+    with FaultServer(credentials=("news", "secret"), auth_over_plain=True) as server:
+        with closing(open_transport(server.url())) as transport:
+            reply = send(transport, "ana@example.org")
+        assert (reply.code, reply.stage, reply.outcome) == (530, "MAIL", "connection")
+        assert server.accepted == []
+
+
+def test_check_walks_every_step_and_sends_nothing():
+    with FaultServer(credentials=("news", "secret"), auth_over_plain=True) as server:
+        check = check_transport(f"smtp://news:secret@127.0.0.1:{server.port}", SENDER, starttls="never")
+        assert check.ok and [step.name for step in check.steps] == ["connect", "EHLO", "AUTH", "MAIL FROM", "RSET"]
+        assert all(step.ok for step in check.steps)
+        refused = check_transport(f"smtp://news:wrong@127.0.0.1:{server.port}", SENDER, starttls="never")
+        assert [(step.name, step.ok) for step in refused.steps] == [("connect", True), ("EHLO", True),
+                                                                    ("AUTH", False)]
+        assert (refused.failure.code, refused.failure.outcome) == (535, "connection")
+        assert "wrong" not in refused.url and "***" in refused.url
+        assert server.accepted == []
+
+
+def test_check_of_an_unknown_scheme_fails_at_the_url_step_without_raising():
+    check = check_transport("smtpp://relay.example.org", SENDER)
+    assert [(step.name, step.ok) for step in check.steps] == [("URL", False)]
+    assert "unknown scheme 'smtpp'" in check.failure.text
+
+
+def test_check_of_a_maildir_writes_nothing_that_stays(tmp_path):
+    check = check_transport(f"maildir://{tmp_path / 'box'}", SENDER)
+    assert check.ok and [step.name for step in check.steps] == ["write"]
+    assert list((tmp_path / "box" / "tmp").iterdir()) == []
+
+
+@pytest.mark.parametrize(("reply", "advice"), [
+    (Reply(535, "5.7.8", "Authentication credentials invalid", "AUTH"), "check the user and password"),
+    (Reply(530, "5.7.0", "Authentication required", "MAIL"), "put user:password in smtp_url"),
+    (Reply(454, "4.7.0", "TLS not available", "TLS"), "check [sending] starttls"),
+    (Reply(0, "", "cannot connect to 127.0.0.1:9: Connection refused", "connect"), "is it running"),
+    (Reply(554, "5.7.1", "Message refused by policy", "DATA"), "refuses every message alike"),
+])
+def test_what_to_fix_says_where_to_look_and_hides_the_password(reply, advice):
+    line = what_to_fix(reply, "smtp://news:hunter2@relay.example.org:587")
+    assert advice in line and "hunter2" not in line and str(reply) in line

@@ -1,5 +1,10 @@
 """A campaign's state in the database (draft, scheduled, sending, paused, cancelled, sent) and the lease
-that lets only one process send it at a time."""
+that lets only one process send it at a time.
+
+A pause has an owner: `paused_by` is "operator" (someone asked; only `resume` undoes it) or "fault" (the
+relay or our own settings stopped the send: `pause_reason` says what to fix, and the next `send`, or the
+scheduler after `fault_retry_at`, checks the relay again and carries on by itself once it answers).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,9 @@ from .db import transaction
 
 STATES = ("draft", "scheduled", "sending", "paused", "cancelled", "sent")
 LEASE_SECONDS = 60
+FAULT_RETRY_FIRST = 60.0  # seconds before the scheduler first tries a campaign paused by a fault again,
+FAULT_RETRY_MAX = 3600.0  # doubling on each failed try up to this: a circuit breaker, not a retry storm
+OPERATOR_PAUSE = "paused by an operator"
 
 
 class StateError(ValueError):
@@ -46,8 +54,13 @@ def history(db: sqlite_utils.Database, slug: str) -> list[dict]:
 
 
 def get(db: sqlite_utils.Database, slug: str) -> dict | None:
+    """The campaign's row: state, paused_by, pause_reason, fault_tries, fault_retry_at, times, last_error."""
     rows = list(db.query("SELECT * FROM campaigns WHERE slug = ?", [slug]))
     return rows[0] if rows else None
+
+
+def paused_by_fault(row: dict | None) -> bool:
+    return row is not None and row["state"] == "paused" and row["paused_by"] == "fault"
 
 
 def set_state(db: sqlite_utils.Database, slug: str, state: str, *, clock: Clock = SystemClock(),
@@ -77,29 +90,63 @@ def unschedule(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock(
     set_state(db, slug, "draft", clock=clock, allowed_from=("scheduled",), send_at=None)
 
 
-def pause(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> None:
-    set_state(db, slug, "paused", clock=clock, allowed_from=("sending", "scheduled"))
+def pause(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock(), reason: str = OPERATOR_PAUSE) -> None:
+    """An operator's pause: it stays until `resume`, whatever the relay does. Also takes over a fault's pause."""
+    row = get(db, slug)
+    allowed = ("sending", "scheduled", "paused") if paused_by_fault(row) else ("sending", "scheduled")
+    set_state(db, slug, "paused", clock=clock, allowed_from=allowed, paused_by="operator", pause_reason=reason,
+              fault_retry_at=None)
+
+
+def pause_for_fault(db: sqlite_utils.Database, slug: str, reason: str, clock: Clock = SystemClock()) -> bool:
+    """Pause a sending campaign because of the relay or our settings, with the reason; a campaign already
+    paused by a fault gets the new reason and a longer wait. Returns False (and changes nothing) when an
+    operator paused or cancelled it meanwhile, or it is not sending."""
+    now = clock.now()
+    with transaction(db):
+        row = get(db, slug)
+        if row is None or not (row["state"] == "sending" or paused_by_fault(row)):
+            return False
+        tries = row["fault_tries"] + 1
+        wait = min(FAULT_RETRY_MAX, FAULT_RETRY_FIRST * 2 ** (tries - 1))
+        set_state(db, slug, "paused", clock=clock, paused_by="fault", pause_reason=reason[:2000],
+                  fault_tries=tries, fault_retry_at=utc_iso(now + timedelta(seconds=wait)))
+    return True
+
+
+def fault_cleared(db: sqlite_utils.Database, slug: str) -> None:
+    """A message got through: the next fault starts the back-off from the beginning again."""
+    db.execute("UPDATE campaigns SET fault_tries = 0 WHERE slug = ? AND fault_tries != 0", [slug])
 
 
 def resume(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> None:
-    set_state(db, slug, "sending", clock=clock, allowed_from=("paused",))
+    set_state(db, slug, "sending", clock=clock, allowed_from=("paused",), paused_by=None, pause_reason=None,
+              fault_retry_at=None)
 
 
 def cancel(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> int:
     """Stop for good: what was not sent yet is marked skipped. Returns how many deliveries that was."""
     with transaction(db):
         set_state(db, slug, "cancelled", clock=clock, allowed_from=("draft", "scheduled", "sending", "paused"))
-        return db.execute(
-            "UPDATE deliveries SET status = 'skipped', last_text = 'campaign cancelled', updated_at = ? "
-            "WHERE campaign = ? AND status IN ('queued', 'deferred')", [utc_iso(clock.now()), slug]
-        ).rowcount
+        return skip_unsent(db, slug, clock)
+
+
+def skip_unsent(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> int:
+    """Mark every row of a cancelled campaign that is not sent yet skipped (also rows a sender gave back)."""
+    return db.execute(
+        "UPDATE deliveries SET status = 'skipped', last_text = 'campaign cancelled', updated_at = ? "
+        "WHERE campaign = ? AND status IN ('queued', 'deferred')", [utc_iso(clock.now()), slug]
+    ).rowcount
 
 
 def due_campaigns(db: sqlite_utils.Database, now: datetime) -> list[str]:
-    """Scheduled campaigns whose time has come, and interrupted ones that must be finished."""
+    """Scheduled campaigns whose time has come, interrupted ones that must be finished, and campaigns
+    paused by a fault whose next try has come."""
+    stamp = utc_iso(now)
     return [row[0] for row in db.execute(
         "SELECT slug FROM campaigns WHERE (state = 'scheduled' AND send_at <= ?) OR state = 'sending' "
-        "ORDER BY send_at, slug", [utc_iso(now)]
+        "OR (state = 'paused' AND paused_by = 'fault' AND fault_retry_at <= ?) ORDER BY send_at, slug",
+        [stamp, stamp]
     )]
 
 

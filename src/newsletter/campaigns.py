@@ -101,7 +101,7 @@ class Campaign:
         return (texts.get(lang) or texts.get("en")) if texts else None
 
 
-_SENTENCE = re.compile(r"(.+?[.!?…])(?=\s|$)", re.DOTALL)
+_SENTENCE = re.compile(r"(.{12,}?[.!?…])(?=\s|$)", re.DOTALL)  # "Dr." alone is no sentence
 
 
 def first_sentence(text: str) -> str:
@@ -137,7 +137,7 @@ def load_campaign(folder: Path, tz: ZoneInfo) -> Campaign:
     data = reader.data
     reader.reject_unknown(data, TOP_LEVEL_KEYS, "")
     subject = reader.languages(data, "subject", required=True)
-    titles = reader.languages(data, "title") or {"en": subject["en"]}
+    titles = reader.languages(data, "title") or dict(subject)  # no title: each language's subject
     campaign = Campaign(
         slug=folder.name,
         folder=folder,
@@ -286,7 +286,7 @@ def _articles(reader: _Reader, folder: Path, entries: Any) -> list[Article]:
     if entries is None:
         files = [path for path in sorted(folder.iterdir()) if path.suffix.lower() in ARTICLE_SUFFIXES and path.is_file()]
         bases = {path.name for path in files if translation_language(path) is None}
-        entries = [{"file": path.name} for path in files if not _translation_of(path, bases)]
+        entries = [{"file": path.name} for path in files if not is_translation(path, bases)]
     elif not isinstance(entries, list) or not all(isinstance(entry, dict) for entry in entries):
         raise reader.fail("articles", "must be [[articles]] tables, each with file = \"...\"")
     articles: list[Article] = []
@@ -335,8 +335,8 @@ def _articles(reader: _Reader, folder: Path, entries: Any) -> list[Article]:
     return articles
 
 
-def _translation_of(path: Path, bases: set[str]) -> bool:
-    """news.es.md is a translation when news.md or news.txt is beside it."""
+def is_translation(path: Path, bases: set[str]) -> bool:
+    """news.es.md is a translation when news.md or news.txt is among `bases` (the names beside it)."""
     lang = translation_language(path)
     return lang is not None and any(f"{article_slug(path)}{suffix}" in bases for suffix in ARTICLE_SUFFIXES)
 

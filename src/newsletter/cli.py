@@ -94,11 +94,12 @@ def _expected_errors() -> tuple[type[Exception], ...]:
     from . import csvimport
     from .articles import ArticleError
     from .campaigns import CampaignError
+    from .db import DatabaseError
     from .digest import DigestError
     from .signing import BadToken
 
     return (ConfigError, csvimport.ImportFileError, CampaignError, ArticleError, DigestError, BadToken,
-            ValueError, OSError)
+            DatabaseError, ValueError, OSError)
 
 
 def _bad_input_errors() -> tuple[type[Exception], ...]:
@@ -109,22 +110,69 @@ def _bad_input_errors() -> tuple[type[Exception], ...]:
 
     return (ConfigError, csvimport.ImportFileError, CampaignError, ArticleError)
 
+# Exit codes, for scripts and cron (docs/cli.md lists them).
+EXIT_OK = 0  # all done
+EXIT_ERROR = 1  # an error, told in one line
+EXIT_BAD_INPUT = 2  # bad input: a file, a row, a setting
+EXIT_UNFINISHED = 3  # finished with deliveries deferred or failed, or left waiting by an operator's pause
+EXIT_LOCKED = 4  # nothing done: another process holds the campaign
+EXIT_INTERRUPTED = 130  # Ctrl-C
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> None:
+    """Print one error line on stderr and exit with `code`."""
+    from rich.markup import escape
+
+    err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
+
 
 class FriendlyGroup(click.Group):
-    """Shows known errors as one clear line with a hint instead of a traceback."""
+    """Shows known errors as one clear line with a hint instead of a traceback (exit 2 for bad input)."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
         except click.ClickException:
             raise
+        except KeyboardInterrupt:
+            err_console.print("Interrupted.", highlight=False)
+            ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:
-            if not isinstance(exc, _expected_errors()):
+            line = _one_line_for(ctx, exc)
+            if line is None:
                 raise
-            from rich.markup import escape
+            self._one_line(ctx, line, EXIT_BAD_INPUT if isinstance(exc, _bad_input_errors()) else EXIT_ERROR)
 
-            err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-            ctx.exit(2 if isinstance(exc, _bad_input_errors()) else 1)
+    @staticmethod
+    def _one_line(ctx, message: str, code: int = EXIT_ERROR) -> None:
+        from rich.markup import escape
+
+        err_console.print(f"[bold red]Error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+        ctx.exit(code)
+
+
+def _one_line_for(ctx, exc: Exception) -> str | None:
+    """The line to show for an error whose message says what to fix; None for anything else (a bug)."""
+    import sqlite3
+
+    if isinstance(exc, _expected_errors()):
+        return str(exc)
+    sender = sys.modules.get("newsletter.sender")
+    if sender is not None and isinstance(exc, sender.SendError):
+        return str(exc)
+    if isinstance(exc, sqlite3.Error):  # raised after opening: locked too long, disk full, read-only
+        from .db import explain
+
+        app = ctx.obj
+        config = app.__dict__.get("config") if isinstance(app, App) else None
+        path = config.database if config is not None else "(database)"
+        cause: BaseException | None = exc  # the cause may sit under a second error (a failed ROLLBACK)
+        while cause is not None:
+            if isinstance(cause, sqlite3.Error) and (line := explain(cause, path)):
+                return line
+            cause = cause.__context__
+    return None
 
 
 @click.group(cls=FriendlyGroup)
@@ -502,6 +550,7 @@ def articles_show(file):
     table.add_row("authors", "; ".join(f"{a.name} ({a.role})" if a.role else a.name for a in article.authors))
     table.add_row("language", article.language)
     table.add_row("interests", ", ".join(article.interests))
+    table.add_row("filed by", article.filing)
     table.add_row("countries", ", ".join(article.countries))
     table.add_row("url", article.url)
     table.add_row("summary", summarize(article))
@@ -621,13 +670,19 @@ def campaign_list(app):
 
     table = Table(Column("campaign", no_wrap=True), "title", "state", Column("next send", no_wrap=True), "sent",
                   "pending", "failed/bounced", "note")
+    paused = []
     for entry in campaign_overview(app.config, app.db):
         counts = entry["counts"]
-        table.add_row(entry["slug"], entry["title"], entry["state"],
+        state = entry["state"] + (" (fault)" if entry["paused_by"] == "fault" else "")
+        if entry["pause_reason"]:
+            paused.append(entry)
+        table.add_row(entry["slug"], entry["title"], state,
                       f"{entry['next_send']:%Y-%m-%d %H:%M %Z}" if entry["next_send"] else "",
                       f"{counts['sent']:,}", f"{counts['queued'] + counts['sending'] + counts['deferred']:,}",
                       f"{counts['failed'] + counts['bounced']:,}", entry["last_error"] or "")
     console.print(table)
+    for entry in paused:  # whole, below the table, so that a long reason is never cut
+        console.print(f"{entry['slug']} is paused: {entry['pause_reason']}", highlight=False, soft_wrap=True)
 
 
 @campaign_group.command("schedule")
@@ -682,13 +737,23 @@ _state_command("cancel", "cancel", "Cancel a campaign for good; unsent deliverie
 @click.option("--transport", "transport_url", help="Override the SMTP/Maildir URL for this run.")
 @pass_app
 def send(app, slug, test_addresses, wait, connections, transport_url):
-    """Send a campaign to its segment: throttled, retried, logged; safe to run again after a crash or Ctrl-C."""
+    """Send a campaign to its segment: throttled, retried, logged; safe to run again after a crash or Ctrl-C.
+
+    The relay is checked first (as `newsletter smtp check` does). If the relay or its settings fail
+    (login, TLS, connection, every message refused alike), the campaign pauses with the reason and no
+    subscriber is charged for it; after the fix, `send` again carries on. Exit codes: 0 all done, 1 an
+    error, 2 bad input, 3 finished with deferred or failed deliveries (or paused by an operator), 4 another
+    process holds the campaign, 130 interrupted.
+    """
     from .sender import prepare_campaign, send_test
 
     if test_addresses:
-        for address, reply in send_test(app.config, slug, [a for a in test_addresses.split(",") if a.strip()],
-                                        transport_url=transport_url):
+        replies = send_test(app.config, slug, [a for a in test_addresses.split(",") if a.strip()],
+                            transport_url=transport_url)
+        for address, reply in replies:
             console.print(f"{address}: {reply.code} {reply.enhanced} {reply.text}", highlight=False)
+        if any(reply.outcome != "sent" for _, reply in replies):
+            sys.exit(EXIT_UNFINISHED)
         return
     from rich.markup import escape
 
@@ -698,8 +763,31 @@ def send(app, slug, test_addresses, wait, connections, transport_url):
     if postal:
         err_console.print(f"[yellow]warning:[/] {escape(postal)}", highlight=False, soft_wrap=True)
     campaign = prepare_campaign(app.config, app.db, slug)
-    print_send_summary(send_with_progress(app, campaign, wait_for_retries=wait, connections=connections,
-                                          transport_url=transport_url))
+    summary = send_with_progress(app, campaign, wait_for_retries=wait, connections=connections,
+                                 transport_url=transport_url)
+    print_send_summary(summary, app.db)
+    code = send_exit_code(summary)
+    if summary.stopped_reason == "fault":
+        fail(f"{slug} is paused: {summary.fault}. No subscriber was charged for it; after the fix, "
+             f"`newsletter send {slug}` (or the scheduler) carries on.")
+    if code:
+        sys.exit(code)
+
+
+def send_exit_code(summary) -> int:
+    """The exit code of a send (EXIT_*), from how the run ended and what is left in the log."""
+    reason = summary.stopped_reason
+    if reason == "fault":
+        return EXIT_ERROR
+    if reason == "locked":
+        return EXIT_LOCKED
+    if reason == "interrupted":
+        return EXIT_INTERRUPTED
+    if reason == "cancelled":
+        return EXIT_OK
+    if reason in ("paused", "retries pending") or summary.counts["failed"] or summary.counts["deferred"]:
+        return EXIT_UNFINISHED
+    return EXIT_OK
 
 
 def send_with_progress(app: App, campaign, **options):
@@ -718,7 +806,7 @@ def send_with_progress(app: App, campaign, **options):
 
         def advance(status: str) -> None:
             nonlocal finished
-            if status != "deferred":  # a deferred delivery is tried again later: not done yet
+            if status in FINAL_STATUSES:  # a deferred delivery is tried again later: not done yet
                 finished += 1
                 bar.update(task, advance=1,
                            rate=f"{finished / max(time.monotonic() - started, 1e-6):,.0f} msg/s")
@@ -727,8 +815,13 @@ def send_with_progress(app: App, campaign, **options):
         return CampaignSender(app.config, campaign, progress=advance, **options).run(wait_for_retries=wait)
 
 
-def print_send_summary(summary) -> None:
+FINAL_STATUSES = ("sent", "failed", "bounced", "skipped")
+
+
+def print_send_summary(summary, db) -> None:
     from rich.table import Table
+
+    from . import deliveries
 
     console.print(f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s", highlight=False)
     table = Table()
@@ -738,6 +831,7 @@ def print_send_summary(summary) -> None:
         if count:
             table.add_row(status, f"{count:,}")
     console.print(table)
+    print_reasons(deliveries.reasons(db, summary.slug))
     reason = {
         "locked": "another process is sending this campaign right now; nothing was done",
         "paused": "the campaign is paused: `newsletter campaign resume` then `newsletter send`",
@@ -753,24 +847,46 @@ def print_send_summary(summary) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
+def print_reasons(reasons: list[dict]) -> None:
+    """Deliveries that did not go out, grouped by the relay's reply (code + text), most frequent first."""
+    if not reasons:
+        return
+    from rich.table import Column, Table
+
+    table = Table("status", "reply", Column("deliveries", justify="right"), title="why, by reply")
+    for row in reasons:
+        reply = " ".join(str(part) for part in (row["last_code"] or "", row["last_enhanced"] or "",
+                                                row["last_text"] or "") if part)
+        table.add_row(row["status"], reply or "(no reply)", f"{row['n']:,}")
+    console.print(table)
+
+
 @cli.command("report")
 @click.argument("slug")
 @click.option("--csv", "csv_file", type=click.File("w", encoding="utf-8"), help="Write the whole delivery log.")
 @click.option("--limit", default=20, show_default=True, help="How many problem deliveries to list.")
 @pass_app
 def report(app, slug, csv_file, limit):
-    """Counts per status, the failures with the server's replies, and bounce events for a campaign."""
+    """State, counts per status, the failures grouped by the server's reply, the latest problem deliveries
+    and bounce events for a campaign."""
     from rich.table import Table
 
-    from . import deliveries
+    from . import campaign_state, deliveries
 
     counts = deliveries.counts(app.db, slug)
     if not sum(counts.values()):
         raise click.ClickException(f"no deliveries for {slug!r}; has it been sent? (`newsletter campaign list`)")
+    row = campaign_state.get(app.db, slug)
+    if row is not None:
+        state = row["state"]
+        if state == "paused" and row["pause_reason"]:
+            state += f" ({row['paused_by']}): {row['pause_reason']}"
+        console.print(f"{slug}: {state}", highlight=False, soft_wrap=True)
     table = Table("status", "deliveries", title=slug)
     for status, count in counts.items():
         table.add_row(status, f"{count:,}")
     console.print(table)
+    print_reasons(deliveries.reasons(app.db, slug))
     problems = deliveries.problems(app.db, slug, limit)
     if problems:
         failures = Table("email", "status", "tries", "reply", "when")
@@ -792,20 +908,90 @@ def report(app, slug, csv_file, limit):
         err_console.print(f"{rows:,} deliveries written to {csv_file.name}.")
 
 
+@cli.group("deliveries")
+def deliveries_group():
+    """The delivery log of a campaign."""
+
+
+@deliveries_group.command("retry")
+@click.argument("slug")
+@click.option("--status", "statuses", multiple=True, default=("failed",), show_default=True,
+              type=click.Choice(["failed", "deferred", "bounced"]), help="Which deliveries; repeat for several.")
+@click.option("--since", help='Only those last tried at or after this local time, e.g. "2026-12-01 09:00".')
+@click.option("--note", default="", help="Why, for the record (the incident).")
+@pass_app
+def deliveries_retry(app, slug, statuses, since, note):
+    """Queue deliveries again after an incident (the relay refused everyone for an hour, say), with their
+    attempts starting afresh; recorded in the log. Anyone unsubscribed, bounced or suppressed since is never
+    requeued. `newsletter send` or the scheduler then sends them."""
+    from . import deliveries
+    from .scheduler import parse_local_time
+
+    when = parse_local_time(since, app.config.tz) if since else None
+    result = deliveries.requeue(app.db, slug, tuple(statuses), when, note=note)
+    console.print(f"{slug}: {result.requeued:,} deliveries queued again; {result.refused:,} left alone (no longer "
+                  f"active or suppressed); the campaign is {result.state}.", highlight=False)
+    if result.requeued and result.state == "sending":
+        console.print(f"Run `newsletter send {slug}`, or let the scheduler send them.", highlight=False)
+
+
+@cli.group("smtp")
+def smtp_group():
+    """The relay that sends the mail."""
+
+
+@smtp_group.command("check")
+@click.option("--transport", "transport_url", help="Check this SMTP/Maildir URL instead of the configured one.")
+@click.option("--campaign", "slug", help="Check the relay this campaign uses (its `transport`, if it sets one).")
+@pass_app
+def smtp_check(app, transport_url, slug):
+    """Connect as a send would (EHLO, STARTTLS or TLS, AUTH, then MAIL FROM and RSET) and report each step;
+    nothing is sent. `newsletter send` runs the same check before it claims any delivery. Exit code 1 if a
+    step fails."""
+    from rich.markup import escape
+
+    from .transport import check_transport, what_to_fix
+
+    config = app.config
+    url = transport_url or (_load_campaign(app, slug).transport if slug else None) or config.smtp_url
+    check = check_transport(url, config.bounce_address or config.sender_address, starttls=config.sending.starttls)
+    console.print(f"Checking {check.url}", highlight=False)
+    for step in check.steps:
+        mark = "[green]ok[/]" if step.ok else "[bold red]failed[/]"
+        console.print(f"  {step.name:<10} {mark}  {escape(step.detail)}", highlight=False, soft_wrap=True)
+    if check.failure is not None:
+        fail(what_to_fix(check.failure, url))
+    console.print("The relay is ready; nothing was sent.")
+
+
 @cli.command("scheduler")
 @click.option("--once", is_flag=True, help="Run one pass and exit (for cron); exit code 1 if anything failed.")
+@click.option("--next", "show_next", is_flag=True, help="List the upcoming runs (campaigns, retries after a "
+              "fault, digests) and exit; nothing is sent.")
 @click.option("--interval", default=30, show_default=True, help="Seconds between passes.")
 @pass_app
-def scheduler_command(app, once, interval):
+def scheduler_command(app, once, show_next, interval):
     """Send due campaigns and the recurring digests ([digest] rules), in the foreground (systemd, containers).
 
     Safe to restart: a missed digest runs once, an interrupted campaign is resumed, and two schedulers on
-    one database never send the same campaign twice. See docs/scheduler.md for a systemd unit.
+    one database never send the same campaign twice. A campaign paused by a fault of the relay is tried
+    again with a growing wait (1 minute, doubling up to an hour), and each try is logged. See
+    docs/scheduler.md for a systemd unit.
     """
     import threading
 
-    from .scheduler import configure_logging, run_forever, run_pass, stop_on_signals
+    from .scheduler import configure_logging, run_forever, run_pass, stop_on_signals, upcoming
 
+    if show_next:
+        from rich.table import Column, Table
+
+        tz = app.config.tz
+        table = Table(Column(f"when ({tz.key})", no_wrap=True), Column("in the rule's zone", no_wrap=True),
+                      Column("what", no_wrap=True), "detail")
+        for run in upcoming(app.config, app.db):
+            table.add_row(f"{run.when:%Y-%m-%d %H:%M %Z}", f"{run.local:%Y-%m-%d %H:%M %Z}", run.what, run.detail)
+        console.print(table)
+        return
     configure_logging(app.config)
     if once:
         results = run_pass(app.config)
@@ -970,7 +1156,7 @@ def demo(folder, slug):
                       f"{folder / 'build'} ({len(files)} files); the campaign folder is "
                       f"{folder / 'campaigns' / slug}")
         console.print("[bold]4.[/] Sending")
-        print_send_summary(send_with_progress(app, campaign, wait_for_retries=True))
+        print_send_summary(send_with_progress(app, campaign, wait_for_retries=True), app.db)
     mails = sorted((folder / "maildir" / "new").iterdir())
     console.print(f"\nThe server received {len(mails)} messages: {folder / 'maildir' / 'new'}")
     if mails:

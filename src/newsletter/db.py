@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 from typing import Callable, Mapping
@@ -258,6 +259,30 @@ def _v5(db: sqlite_utils.Database) -> None:
 
 
 def _v6(db: sqlite_utils.Database) -> None:
+    """Why a campaign is paused (an operator, or a fault of the relay with its reason and the scheduler's
+    back-off), and a record of every requeue after an incident (`newsletter deliveries retry`)."""
+    _execute_all(
+        db,
+        """
+        ALTER TABLE campaigns ADD COLUMN paused_by TEXT;
+        ALTER TABLE campaigns ADD COLUMN pause_reason TEXT;
+        ALTER TABLE campaigns ADD COLUMN fault_tries INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE campaigns ADD COLUMN fault_retry_at TEXT;
+        CREATE TABLE requeues (
+            id INTEGER PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            statuses TEXT NOT NULL,
+            since TEXT,
+            requeued INTEGER NOT NULL,
+            refused INTEGER NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL
+        )
+        """,
+    )
+
+
+def _v7(db: sqlite_utils.Database) -> None:
     """Counts come from segment_counts, so the index (status, country, language, interests) only cost time: a
     bulk import had to build it, every write to keep it, and the planner took it to select a big segment in id
     order (a sort of most of the table). suspended_schema keeps the SQL of the indexes a bulk import drops
@@ -267,7 +292,7 @@ def _v6(db: sqlite_utils.Database) -> None:
 
 
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
 
 
 _GROUP = ("status = {row}.status AND country = {row}.country AND language = {row}.language "
@@ -363,20 +388,106 @@ def migrate(db: sqlite_utils.Database) -> int:
     return schema_version(db)
 
 
+BUSY_TIMEOUT_ENV = "NEWSLETTER_DB_TIMEOUT"  # seconds to wait for another process's write lock (default 30)
+
+
+class DatabaseError(Exception):
+    """The database cannot be used as it is; the message names the file and says what to do."""
+
+
+def busy_timeout() -> float:
+    try:
+        return max(0.0, float(os.environ.get(BUSY_TIMEOUT_ENV, "30")))
+    except ValueError:
+        raise DatabaseError(f"{BUSY_TIMEOUT_ENV}={os.environ[BUSY_TIMEOUT_ENV]!r} is not a number of seconds") from None
+
+
 def connect(path: str | Path, *, migrate_schema: bool = True) -> sqlite_utils.Database:
-    """Open the database with WAL, a busy timeout and foreign-key checks, migrated to the latest schema."""
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(str(path), timeout=30, isolation_level=None, check_same_thread=False)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA busy_timeout = 30000")
-    conn.execute("PRAGMA temp_store = FILE")
-    conn.execute("PRAGMA secure_delete = ON")  # an erased person's bytes are overwritten, not left in free pages
+    """Open the database with WAL, a busy timeout and foreign-key checks, migrated to the latest schema.
+
+    A database whose file or folder cannot be written is opened read-only (`db.read_only` is True), so
+    that commands that only read still work; the first write then fails with a clear error (explain()).
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DatabaseError(f"database {path} is a folder, not a file; set database in the config to a file "
+                            f"such as {path / 'newsletter.db'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the folder of database {path}: {exc.strerror or exc}") from None
+    try:
+        conn = _open(path)
+        read_only = False
+    except sqlite3.DatabaseError as exc:
+        if not (path.is_file() and "unable to open" in str(exc)):
+            raise DatabaseError(explain(exc, path) or f"cannot open database {path}: {exc}") from None
+        conn = _open_read_only(path)
+        read_only = True
     db = sqlite_utils.Database(conn)
-    if migrate_schema:
-        migrate(db)
-        ensure_indexes(db)
+    db.read_only = read_only
+    try:
+        if read_only:
+            if migrate_schema and schema_version(db) < len(MIGRATIONS):
+                raise DatabaseError(f"database {path} is read-only and needs upgrading to schema "
+                                    f"{len(MIGRATIONS)}: run a command once with write access to it and its folder")
+        elif migrate_schema:
+            migrate(db)
+            ensure_indexes(db)
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        raise DatabaseError(explain(exc, path) or f"cannot open database {path}: {exc}") from None
     return db
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    timeout = busy_timeout()
+    conn = sqlite3.connect(str(path), timeout=timeout, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA temp_store = FILE")
+        conn.execute("PRAGMA secure_delete = ON")  # an erased person's bytes are overwritten, not left in free pages
+        conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.DatabaseError:
+        conn.close()
+        raise
+    return conn
+
+
+def _open_read_only(path: Path) -> sqlite3.Connection:
+    """A folder we may not write to leaves WAL no room for its -shm file: open the file as immutable,
+    which is safe because no one can write to the database there either."""
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?immutable=1", uri=True, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute("PRAGMA user_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise DatabaseError(explain(exc, path) or f"cannot open database {path}: {exc}") from None
+    return conn
+
+
+def explain(exc: sqlite3.Error, path: str | Path) -> str:
+    """One line for a database error that is about the file, not about our code; "" for any other."""
+    text = str(exc)
+    if "file is not a database" in text or "malformed" in text:
+        return (f"{path} is not a SQLite database (or it is damaged); point database in the config at the "
+                f"newsletter's database, or move this file away to start a new one")
+    if "database is locked" in text or "database table is locked" in text:
+        return (f"database {path} stayed locked by another process for more than {busy_timeout():.0f} s; try "
+                f"again when the other command (an import, a send) has finished")
+    if "disk is full" in text or "disk I/O error" in text:
+        return (f"cannot write to database {path}: {text}; free some disk space and run the command again "
+                f"(what was being written was rolled back)")
+    if "readonly database" in text or "read-only" in text:
+        return (f"database {path} is read-only, and this command needs to write to it; run it as a user who "
+                f"may write to the file and its folder")
+    if "unable to open" in text:
+        folder = Path(path).parent
+        hint = "the folder is read-only" if not os.access(folder, os.W_OK) else text
+        return f"cannot open database {path}: {hint}; check the database setting and the folder's permissions"
+    return ""
 
 
 class transaction:

@@ -84,6 +84,13 @@ def release(db: sqlite_utils.Database, job_ids: list[int]) -> None:
                         [(job_id,) for job_id in job_ids])
 
 
+def restore(db: sqlite_utils.Database, jobs: list[Job]) -> None:
+    """Undo recorded refusals that were the relay's fault: queued again, with the attempts they had before."""
+    db.conn.executemany(
+        "UPDATE deliveries SET status = 'queued', attempts = ?, next_attempt_at = NULL WHERE id = ? "
+        "AND status IN ('deferred', 'failed')", [(job.attempts, job.id) for job in jobs])
+
+
 def record(db: sqlite_utils.Database, job: Job, status: str, *, now: datetime, code: int | None = None,
            enhanced: str = "", text: str = "", message_id: str | None = None,
            next_attempt_at: datetime | None = None, count_attempt: bool = True) -> None:
@@ -139,6 +146,66 @@ def problems(db: sqlite_utils.Database, slug: str, limit: int = 50) -> list[dict
         "SELECT email, status, attempts, last_code, last_enhanced, last_text, updated_at FROM deliveries "
         "WHERE campaign = ? AND status IN ('failed', 'bounced', 'deferred') ORDER BY updated_at DESC LIMIT ?",
         [slug, limit]))
+
+
+def reasons(db: sqlite_utils.Database, slug: str, limit: int = 20) -> list[dict]:
+    """Failed, bounced and deferred deliveries grouped by the last reply (code, enhanced code, text), with
+    counts, most frequent first: what a summary shows instead of one line per subscriber."""
+    return list(db.query(
+        "SELECT status, last_code, last_enhanced, last_text, count(*) AS n FROM deliveries "
+        "WHERE campaign = ? AND status IN ('failed', 'bounced', 'deferred') "
+        "GROUP BY status, last_code, last_enhanced, last_text ORDER BY n DESC, status LIMIT ?", [slug, limit]))
+
+
+REQUEUE_STATUSES = ("failed", "deferred", "bounced")
+
+
+@dataclass(frozen=True)
+class Requeue:
+    """What `requeue` did: rows queued again, and rows left alone because their subscriber is no longer
+    active (unsubscribed, bounced, complained, erased) or their address is suppressed."""
+
+    requeued: int
+    refused: int
+    state: str  # the campaign's state afterwards
+
+
+def requeue(db: sqlite_utils.Database, slug: str, statuses: tuple[str, ...] = ("failed",),
+            since: datetime | None = None, *, note: str = "", clock: Clock = SystemClock()) -> Requeue:
+    """Queue deliveries again after an incident (attempts start afresh), record it in `requeues`, and
+    reopen a campaign that was marked sent. Nobody who left or is suppressed since is ever requeued."""
+    from . import campaign_state
+    from .suppressions import email_hash
+
+    unknown = set(statuses) - set(REQUEUE_STATUSES)
+    if unknown or not statuses:
+        raise ValueError(f"cannot requeue status {', '.join(sorted(unknown)) or '(none)'}; "
+                         f"use {', '.join(REQUEUE_STATUSES)}")
+    row = campaign_state.get(db, slug)
+    if row is None:
+        raise campaign_state.StateError(f"campaign {slug!r} has no deliveries; `newsletter campaign list` shows them")
+    if row["state"] == "cancelled":
+        raise campaign_state.StateError(f"campaign {slug} is cancelled; its deliveries cannot be requeued")
+    db.conn.create_function("email_hash", 1, email_hash, deterministic=True)
+    now = utc_iso(clock.now())
+    chosen = (f"campaign = ? AND status IN ({', '.join('?' * len(statuses))}) "
+              "AND (? IS NULL OR updated_at >= ?)")
+    params = [slug, *statuses, utc_iso(since) if since else None, utc_iso(since) if since else None]
+    still_wanted = ("EXISTS (SELECT 1 FROM subscribers s WHERE s.id = deliveries.subscriber_id "
+                    "AND s.status = 'active' AND NOT EXISTS (SELECT 1 FROM suppressions "
+                    "WHERE email_hash = email_hash(s.email)))")
+    with transaction(db):
+        candidates = db.execute(f"SELECT count(*) FROM deliveries WHERE {chosen}", params).fetchone()[0]
+        requeued = db.execute(
+            f"UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = NULL, updated_at = ? "
+            f"WHERE {chosen} AND {still_wanted}", [now, *params]).rowcount
+        if requeued and row["state"] == "sent":
+            campaign_state.set_state(db, slug, "sending", clock=clock, finished_at=None)
+        db.execute("INSERT INTO requeues (campaign, statuses, since, requeued, refused, note, created_at) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                   [slug, ",".join(statuses), utc_iso(since) if since else None, requeued, candidates - requeued,
+                    note, now])
+    return Requeue(requeued, candidates - requeued, campaign_state.get(db, slug)["state"])
 
 
 EXPORT_COLUMNS = ["email", "status", "attempts", "last_code", "last_enhanced", "last_text", "message_id",

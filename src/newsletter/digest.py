@@ -18,8 +18,8 @@ from pathlib import Path
 import sqlite_utils
 from babel.dates import format_skeleton
 
-from .articles import Article, ArticleError, parse_article
-from .campaigns import ARTICLE_SUFFIXES, CAMPAIGN_FILE, Campaign, load_campaign
+from .articles import Article, ArticleError, article_slug, parse_article, translation_language
+from .campaigns import ARTICLE_SUFFIXES, CAMPAIGN_FILE, Campaign, is_translation, load_campaign
 from .clock import parse_utc, utc_iso
 from .config import Config
 from .db import LANGUAGES
@@ -28,6 +28,7 @@ from .recurrence import parse_rule
 SLUG_PREFIX = "digest-"
 
 # Per language: {month} is babel's month-and-year for that locale ("diciembre de 2026").
+TITLES = {"en": "{Month} digest", "es": "Boletín de {month}", "pt": "Boletim de {month}", "fr": "Lettre de {month}"}
 SUBJECTS = {"en": "{list_name}: {Month}", "es": "{list_name}: {Month}", "pt": "{list_name}: {Month}",
             "fr": "{list_name} : {Month}"}
 PREHEADERS = {
@@ -96,8 +97,10 @@ def articles_in_window(config: Config, window: Window) -> list[Article]:
     if not folder.is_dir():
         raise DigestError(f"{where}: {folder} is not a folder; create it or correct the setting")
     chosen = []
-    for path in sorted(folder.iterdir()):
-        if path.suffix.lower() not in ARTICLE_SUFFIXES or not path.is_file():
+    files = [path for path in sorted(folder.iterdir()) if path.suffix.lower() in ARTICLE_SUFFIXES and path.is_file()]
+    names = {path.name for path in files}
+    for path in files:
+        if is_translation(path, names):  # news.es.md goes with news.md (copied along by build_digest)
             continue
         try:
             article = parse_article(path)
@@ -129,15 +132,24 @@ def build_digest(config: Config, occurrence: datetime, db: sqlite_utils.Database
         return None
     folder = Path(config.campaigns_dir) / slug
     folder.mkdir(parents=True, exist_ok=True)
+    keep = set()
     for article in articles:
-        _write_if_changed(folder / article.source.name, article.source.read_bytes())
+        for path in [article.source, *translations_beside(article.source)]:
+            _write_if_changed(folder / path.name, path.read_bytes())
+            keep.add(path.name)
     _write_if_changed(folder / CAMPAIGN_FILE,
                       campaign_toml(config, occurrence, window, articles).encode("utf-8"))
-    keep = {article.source.name for article in articles}
     for stale in folder.iterdir():
         if stale.suffix.lower() in ARTICLE_SUFFIXES and stale.name not in keep:
             stale.unlink()
     return load_campaign(folder, config.tz)
+
+
+def translations_beside(source: Path) -> list[Path]:
+    """The versions of an article in other languages, named like it (news.es.md beside news.md)."""
+    return [path for path in sorted(source.parent.glob(f"{article_slug(source)}.*.*"))
+            if path != source and translation_language(path) and article_slug(path) == article_slug(source)
+            and path.suffix.lower() in ARTICLE_SUFFIXES]
 
 
 def month_names(occurrence: datetime, config: Config) -> dict[str, str]:
@@ -153,7 +165,10 @@ def campaign_toml(config: Config, occurrence: datetime, window: Window, articles
         lines = [f"[{table}]"]
         for lang in LANGUAGES:
             month = months[lang]
-            text = phrases[lang].format(list_name=config.list_name, month=month, Month=month[:1].upper() + month[1:])
+            text = phrases[lang].format(list_name=config.list_name_for(lang), month=month,
+                                        Month=month[:1].upper() + month[1:])
+            if lang == "fr" and month[:1] in "aeiouâéèêîôû":  # "lettre d'avril 2027", not "de avril"
+                text = text.replace(f"de {month}", f"d'{month}")
             lines.append(f"{lang} = {_toml_string(text)}")
         return [*lines, ""]
 
@@ -162,10 +177,10 @@ def campaign_toml(config: Config, occurrence: datetime, window: Window, articles
         f"# Built by the digest scheduler for {occurrence.astimezone(config.tz):%Y-%m-%d %H:%M} {config.timezone}: "
         f"articles dated {since}, up to {window.until.isoformat()},",
         f"# copied from {config.digest.articles_dir}. Building this occurrence again rewrites the folder.",
-        f"title = {_toml_string(months['en'] + ' digest')}",
         f"template = {_toml_string(config.digest.template)}",
         f"segment = {_toml_string(config.digest.segment)}",
         "",
+        *texts("title", TITLES),
         *texts("subject", SUBJECTS),
         *texts("preheader", PREHEADERS),
         *texts("intro", INTROS),

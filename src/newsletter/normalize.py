@@ -15,7 +15,6 @@ import unicodedata
 from datetime import date, datetime, timezone
 from typing import Sequence
 
-import email_validator
 import pycountry
 
 from .db import LANGUAGES
@@ -30,15 +29,23 @@ class InvalidValue(ValueError):
 # Everything else goes through email-validator itself, which also explains what is wrong. The check is split
 # so that a million rows pay for a short regex each, and each domain is checked once.
 _CLEAN_LOCAL_AT = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]{1,64}@").match
-_CLEAN_DOMAIN = re.compile(
-    r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
-    + "".join(rf"(?<!\.{re.escape(name)})" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
-).fullmatch
+
+
+@functools.cache
+def _clean_domain():
+    """The domain check, made on first use: email-validator is imported only when an address needs it,
+    not by a segment count or --help."""
+    import email_validator
+
+    return re.compile(
+        r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}"
+        + "".join(rf"(?<!\.{re.escape(name)})" for name in email_validator.SPECIAL_USE_DOMAIN_NAMES)
+    ).fullmatch
 
 
 @functools.lru_cache(maxsize=65536)
 def _is_clean_domain(domain: str) -> bool:
-    return _CLEAN_DOMAIN(domain) is not None
+    return _clean_domain()(domain) is not None
 
 
 def is_clean_email(text: str) -> bool:
@@ -71,6 +78,8 @@ def normalize_email(raw: str) -> str:
         raise InvalidValue("email is empty")
     if is_clean_email(text):
         return text
+    import email_validator
+
     try:
         result = email_validator.validate_email(text, check_deliverability=False)
     except email_validator.EmailNotValidError as exc:

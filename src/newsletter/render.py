@@ -268,6 +268,7 @@ def inline_css(html: str) -> str:
     return premailer.Premailer(
         html, keep_style_tags=False, strip_important=False, disable_validation=True, allow_network=False,
         cssutils_logging_level=logging.CRITICAL, disable_leftover_css=False,
+        disable_basic_attributes=["width", "height"],  # keep the pixel sizes written on <img>
     ).transform()
 
 

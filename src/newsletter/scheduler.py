@@ -185,15 +185,28 @@ def register_scheduled_folders(config: Config, db: sqlite_utils.Database, clock:
 
 def send_due_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock: Clock,
                       stop_event: threading.Event | None = None) -> PassResult:
-    """Send one campaign; an error is kept in campaigns.last_error and the campaign is tried again next pass."""
+    """Send one campaign; an error is kept in campaigns.last_error and the campaign is tried again next pass.
+
+    A campaign paused by a fault is tried again here once its back-off has passed (each try is logged);
+    a long send logs a progress line every HEARTBEAT_SECONDS.
+    """
+    row = campaign_state.get(db, slug)
+    if campaign_state.paused_by_fault(row):
+        log.info("%s: trying again (try %d) after: %s", slug, row["fault_tries"] + 1, row["pause_reason"])
     try:
-        summary = send_campaign(config, slug, clock=clock, stop=_ChildStop(stop_event))
+        summary = send_campaign(config, slug, clock=clock, stop=_ChildStop(stop_event),
+                                heartbeat=lambda progress: log.info("%s", progress))
     except Exception as exc:
         _trace_unexpected(slug, exc)
         db.execute("UPDATE campaigns SET last_error = ?, updated_at = ? WHERE slug = ?",
                    [f"{type(exc).__name__}: {exc}"[:2000], utc_iso(clock.now()), slug])
         return PassResult(slug, "failed", f"{type(exc).__name__}: {exc}", failed=True)
     db.execute("UPDATE campaigns SET last_error = NULL WHERE slug = ? AND last_error IS NOT NULL", [slug])
+    if summary.stopped_reason == "fault":
+        row = campaign_state.get(db, slug)
+        retry_at = parse_utc(row["fault_retry_at"]).astimezone(config.tz) if row["fault_retry_at"] else None
+        when = f"; next try at {retry_at:%Y-%m-%d %H:%M %Z}" if retry_at else ""
+        return PassResult(slug, "paused by a fault", f"{summary.fault}{when}", failed=True)
     return PassResult(slug, *_describe(summary, config.tz))
 
 
@@ -345,19 +358,22 @@ def schedule_campaign(config: Config, db: sqlite_utils.Database, slug: str, when
 
 
 def campaign_overview(config: Config, db: sqlite_utils.Database, clock: Clock = SystemClock()) -> list[dict]:
-    """Every campaign in the database, then folders not recorded yet (state 'new'), for `campaign list`.
+    """Every campaign in the database, then folders not recorded yet (state 'new'), then the next
+    occurrence of each digest rule (state 'digest'), for `campaign list` and the staff pages.
 
     Each: slug, title, state, next_send (aware, in config.tz, or None), counts (per delivery status),
-    last_error.
+    last_error, paused_by and pause_reason (None unless paused).
     """
     tz = config.tz
     now = clock.now()
     overview = []
+    empty = {status: 0 for status in deliveries.STATUSES}
     for row in db.query("SELECT * FROM campaigns ORDER BY coalesce(send_at, created_at), slug"):
         counts = deliveries.counts(db, row["slug"])
         overview.append({
             "slug": row["slug"], "title": row["title"], "state": row["state"],
             "next_send": _next_send(db, row, counts, now, tz), "counts": counts, "last_error": row["last_error"],
+            "paused_by": row["paused_by"], "pause_reason": row["pause_reason"],
         })
     known = {entry["slug"] for entry in overview}
     folder_root = Path(config.campaigns_dir)
@@ -365,15 +381,59 @@ def campaign_overview(config: Config, db: sqlite_utils.Database, clock: Clock = 
     for folder in folders:
         if folder.name in known:
             continue
-        entry = {"slug": folder.name, "title": "", "state": "new", "next_send": None,
-                 "counts": {status: 0 for status in deliveries.STATUSES}, "last_error": None}
+        entry = {"slug": folder.name, "title": "", "state": "new", "next_send": None, "counts": dict(empty),
+                 "last_error": None, "paused_by": None, "pause_reason": None}
         try:
             campaign = load_campaign(folder, tz)
             entry.update(title=campaign.title, next_send=campaign.send_at.astimezone(tz) if campaign.send_at else None)
         except CampaignError as exc:
             entry["last_error"] = str(exc)
         overview.append(entry)
+    for text in config.digest.rules:
+        entry = {"slug": "(digest)", "title": text, "state": "digest", "next_send": None, "counts": dict(empty),
+                 "last_error": None, "paused_by": None, "pause_reason": None}
+        try:
+            entry["next_send"] = parse_rule(text).next_after(now).astimezone(tz)
+        except ValueError as exc:
+            entry["last_error"] = str(exc)
+        overview.append(entry)
     return overview
+
+
+@dataclass(frozen=True)
+class Upcoming:
+    """One run the scheduler will make: `when` in the bureau's zone, `local` in the rule's own zone."""
+
+    when: datetime
+    local: datetime
+    what: str  # the campaign slug, or "digest"
+    detail: str
+
+
+def upcoming(config: Config, db: sqlite_utils.Database, clock: Clock = SystemClock(),
+             per_rule: int = 3) -> list[Upcoming]:
+    """What the scheduler will do next, soonest first: scheduled campaigns, retries of campaigns paused by
+    a fault, unfinished sends, and the next `per_rule` occurrences of each digest rule."""
+    tz = config.tz
+    now = clock.now()
+    runs = []
+    for row in db.query("SELECT slug, state, send_at, fault_retry_at, pause_reason FROM campaigns "
+                        "WHERE state IN ('scheduled', 'sending') OR (state = 'paused' AND paused_by = 'fault')"):
+        if row["state"] == "scheduled" and row["send_at"]:
+            when, detail = parse_utc(row["send_at"]), "scheduled send"
+        elif row["state"] == "paused":
+            when, detail = parse_utc(row["fault_retry_at"]), f"retry after a fault: {row['pause_reason']}"
+        else:
+            when, detail = now, "unfinished send, resumed at the next pass"
+        runs.append(Upcoming(when.astimezone(tz), when.astimezone(tz), row["slug"], detail))
+    for text in config.digest.rules:
+        rule = parse_rule(text)
+        moment = now
+        for _ in range(per_rule):
+            moment = rule.next_after(moment)
+            runs.append(Upcoming(moment.astimezone(tz), moment.astimezone(ZoneInfo(rule.timezone)), "digest",
+                                 str(rule)))
+    return sorted(runs, key=lambda run: (run.when, run.what))
 
 
 def _next_send(db: sqlite_utils.Database, row: dict, counts: dict[str, int], now: datetime,

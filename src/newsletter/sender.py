@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import queue
 import random
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,11 +39,15 @@ from .segments import parse_segment
 from .signing import Signer
 from .subscribers import get as get_subscriber
 from .suppressions import is_suppressed
-from .transport import Reply, Transport, open_transport
+from .transport import SESSION_STAGES, Reply, Transport, check_transport, open_transport, what_to_fix
 from .verp import verp_address
 
 
 RETRY_WAIT_STEP = 5.0  # seconds
+HEARTBEAT_SECONDS = 30.0  # a progress line for the logs at least this often during a send
+IDENTICAL_REFUSALS = 10  # the same refusal for this many messages in a row is the relay's, not theirs
+SESSION_FAULTS_TO_PAUSE = 3  # 503s or lost sessions in a row on one connection before the campaign pauses
+_ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 
 
 @dataclass
@@ -55,6 +60,7 @@ class SendSummary:
     stopped_reason: str | None
     next_retry_at: datetime | None
     warnings: list[str] = field(default_factory=list)
+    fault: str | None = None  # with stopped_reason "fault": what is wrong with the relay and what to fix
 
 
 @dataclass(frozen=True)
@@ -70,13 +76,17 @@ class Decision:
 def decide(reply: Reply, attempts_before: int, settings: SendingSettings, now: datetime,
            rng: random.Random = random.Random()) -> Decision:
     """Map a relay's reply to the row's next state: retry 4xx and lost connections with exponential
-    back-off and jitter, stop on 5xx, and never blame the subscriber for a policy refusal."""
+    back-off and jitter, stop on 5xx, and never blame the subscriber for a policy refusal.
+
+    Only a temporary policy reply (421 4.7.0 rate limit, say) slows every connection down: waiting helps
+    there. A final one does not get better by waiting; a run of them pauses the campaign instead (_Breaker).
+    Connection faults never reach here: the row goes back untouched."""
     outcome = reply.outcome
     if outcome == "sent":
         return Decision("sent")
     if outcome == "bounced":
         return Decision("bounced", bounce=True)
-    slow_down = outcome == "policy"
+    slow_down = outcome == "policy" and reply.code // 100 == 4
     if reply.retryable:
         attempt = attempts_before + 1
         if attempt >= settings.max_attempts:
@@ -129,19 +139,81 @@ class Composer:
         return verp_address(bounce, delivery_id, self.config.require_secret())
 
 
+class SendError(RuntimeError):
+    """A sending thread failed on something unexpected; the rows it held were put back, nothing is lost."""
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """A snapshot for the logs of a long send: this run's results so far, and what is left."""
+
+    slug: str
+    sent: int
+    deferred: int
+    failed: int
+    left: int
+    rate: float  # messages recorded per second in this run, on the engine's clock
+    eta_seconds: float | None
+
+    def __str__(self) -> str:
+        if self.eta_seconds is None:
+            eta = "unknown"
+        else:
+            eta = f"{self.eta_seconds:.0f} s" if self.eta_seconds < 90 else f"{self.eta_seconds / 60:.0f} min"
+        return (f"{self.slug}: sending: {self.sent:,} sent, {self.deferred:,} deferred, {self.failed:,} failed in "
+                f"this run; {self.left:,} left; {self.rate:,.1f} msg/s; ETA {eta}")
+
+
+class _Breaker:
+    """Trips when the relay refuses IDENTICAL_REFUSALS messages in a row with the same words: it refuses
+    everyone alike, so those rows are given back uncounted and the campaign pauses (the relay's fault)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._run: list[Job] = []
+        self.tripped: tuple | None = None
+
+    def add(self, job: Job, reply: Reply, status: str) -> list[Job]:
+        """Note one result; returns the jobs to give back (the whole run when it trips, or this one after)."""
+        key = None
+        if status in ("deferred", "failed") and reply.code:
+            key = (reply.code, reply.enhanced, _ADDRESS.sub("<address>", reply.text))
+        with self._lock:
+            if self.tripped is not None:
+                return [job] if key == self.tripped else []
+            if key is None or key != self._key:
+                self._key, self._run = key, []
+            if key is None:
+                return []
+            self._run.append(job)
+            if len(self._run) < IDENTICAL_REFUSALS:
+                return []
+            self.tripped, run, self._run = key, self._run, []
+            return run
+
+
 class CampaignSender:
-    """One run over one campaign's delivery log: the main thread claims rows, N threads send them."""
+    """One run over one campaign's delivery log: the main thread claims rows, N threads send them.
+
+    Before any row is claimed the relay is checked (connect, TLS, login, MAIL FROM); a fault of the
+    connection, then or during the run, pauses the campaign with the reason and no recipient pays for it.
+    """
 
     def __init__(self, config: Config, campaign: Campaign, *, clock: Clock = SystemClock(),
                  stop: threading.Event | None = None, progress: Callable[[str], None] | None = None,
-                 connections: int | None = None, transport_url: str | None = None) -> None:
+                 connections: int | None = None, transport_url: str | None = None,
+                 heartbeat: Callable[[SendProgress], None] | None = None,
+                 heartbeat_seconds: float = HEARTBEAT_SECONDS) -> None:
         self.config = config
         self.campaign = campaign
         self.clock = clock
         self.stop = stop or threading.Event()  # the caller's: Ctrl-C, a scheduler shutting down
-        self._halt = threading.Event()  # ours: a thread failed; never set on the caller's event
+        self._halt = threading.Event()  # ours: a thread failed or the relay is at fault; never the caller's
         self._last_renewal = 0.0
         self.progress = progress
+        self.heartbeat = heartbeat
+        self.heartbeat_seconds = heartbeat_seconds
         self.connections = max(1, connections or config.sending.connections)
         self.transport_url = transport_url or campaign.transport or config.smtp_url
         self.db = connect(config.database)
@@ -150,9 +222,15 @@ class CampaignSender:
         self.owner = campaign_state.new_owner()
         self.rng = random.Random()
         self.sent_now = 0
+        self.fault: str | None = None  # what the relay did wrong, when it paused the campaign
         self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=self.connections * 8)
         self._count_lock = threading.Lock()
-        self._errors: list[BaseException] = []
+        self._tally: dict[str, int] = {}
+        self._errors: list[tuple[str, BaseException]] = []
+        self._breaker = _Breaker()
+        self._session = threading.local()  # each thread's last connection fault
+        self._started_at = 0.0
+        self._last_beat = 0.0
 
     # -- the steps, per message ---------------------------------------------------------------------
 
@@ -167,6 +245,10 @@ class CampaignSender:
         self.limiter.acquire()
         reply = transport.send(self.composer.envelope_sender(job.id), subscriber["email"], data)
         now = self.clock.now()
+        if reply.outcome == "connection":  # the connection's fault: the row goes back as it was
+            deliveries.release(db, [job.id])
+            self._session.reply = reply
+            return "connection"
         decision = decide(reply, job.attempts, self.config.sending, now, self.rng)
         if decision.slow_down:
             self.limiter.slow_down()
@@ -176,7 +258,21 @@ class CampaignSender:
                           text=reply.text, message_id=message_id, next_attempt_at=decision.next_attempt_at)
         if decision.bounce:
             record_smtp_bounce(db, job, reply, clock=self.clock)
+        give_back = self._breaker.add(job, reply, decision.status)
+        if give_back:
+            deliveries.restore(db, give_back)
+            self._pause_for_fault(db, what_to_fix(reply, self.transport_url) +
+                                  f"; {IDENTICAL_REFUSALS} refused in a row were given back uncounted")
+            return "connection"
         return decision.status
+
+    def _pause_for_fault(self, db: sqlite_utils.Database, reason: str) -> None:
+        """Stop the run and pause the campaign with `reason` (unless an operator paused or cancelled it)."""
+        with self._count_lock:
+            if self.fault is None:
+                self.fault = reason
+                campaign_state.pause_for_fault(db, self.campaign.slug, reason, self.clock)
+        self._halt.set()
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self._halt.is_set()
@@ -184,9 +280,12 @@ class CampaignSender:
     # -- threads ------------------------------------------------------------------------------------
 
     def _worker(self) -> None:
-        db = connect(self.config.database, migrate_schema=False)
-        transport = open_transport(self.transport_url, starttls=self.config.sending.starttls)
+        db = transport = None
+        job: Job | None = None
+        session_faults = 0  # in a row on this connection; a lone 503 is retried, a run of them pauses
         try:
+            db = connect(self.config.database, migrate_schema=False)
+            transport = open_transport(self.transport_url, starttls=self.config.sending.starttls)
             while True:
                 job = self._jobs.get()
                 try:
@@ -201,21 +300,60 @@ class CampaignSender:
                                           count_attempt=False)
                         continue
                     status = self.process(db, transport, job)
-                    if status == "sent":
-                        with self._count_lock:
-                            self.sent_now += 1
+                    job = None
+                    if status == "connection":
+                        session_faults += 1
+                        reply = getattr(self._session, "reply", None)
+                        if reply is not None and (session_faults >= SESSION_FAULTS_TO_PAUSE
+                                                  or self._is_setup_fault(reply)):
+                            self._pause_for_fault(db, what_to_fix(reply, self.transport_url))
+                        continue
+                    session_faults = 0
+                    self._count(status)
                     if self.progress:
                         self.progress(status)
-                except BaseException as exc:  # keep the row claimable; report after the run
-                    self._errors.append(exc)
-                    self._halt.set()
-                    if job is not None:
-                        deliveries.release(db, [job.id])
+                    self._beat(db)
                 finally:
                     self._jobs.task_done()
+        except BaseException as exc:  # report after the run; the rows stay claimable
+            self._errors.append((threading.current_thread().name, exc))
+            self._halt.set()
+            if job is not None and db is not None:
+                deliveries.release(db, [job.id])
         finally:
-            transport.close()
-            db.conn.close()
+            if transport is not None:
+                transport.close()
+            if db is not None:
+                db.conn.close()
+
+    @staticmethod
+    def _is_setup_fault(reply: Reply | None) -> bool:
+        """Connecting, TLS and logging in fail the same way for every message: pause at the first."""
+        return reply is not None and (reply.stage in SESSION_STAGES or reply.code == 530)
+
+    def _count(self, status: str) -> None:
+        with self._count_lock:
+            self._tally[status] = self._tally.get(status, 0) + 1
+            if status == "sent":
+                self.sent_now += 1
+
+    def _beat(self, db: sqlite_utils.Database | None = None) -> None:
+        """Every heartbeat_seconds on the clock, hand a progress snapshot to `heartbeat` (the scheduler's log)."""
+        if self.heartbeat is None:
+            return
+        with self._count_lock:
+            now = self.clock.monotonic()
+            if now - self._last_beat < self.heartbeat_seconds:
+                return
+            self._last_beat = now
+            tally = dict(self._tally)
+        done = sum(tally.values())
+        elapsed = max(now - self._started_at, 1e-9)
+        rate = done / elapsed
+        left = deliveries.unfinished(db or self.db, self.campaign.slug)
+        self.heartbeat(SendProgress(self.campaign.slug, tally.get("sent", 0), tally.get("deferred", 0),
+                                    tally.get("failed", 0) + tally.get("bounced", 0), left, rate,
+                                    left / rate if rate > 0 else None))
 
     def run(self, *, wait_for_retries: bool = False) -> SendSummary:
         try:
@@ -228,9 +366,34 @@ class CampaignSender:
         slug = self.campaign.slug
         if not campaign_state.acquire_lease(self.db, slug, self.owner, self.clock):
             return self._summary(started, "locked")
-        reason = None
+        try:
+            row = campaign_state.get(self.db, slug)
+            if row["state"] == "sending" or campaign_state.paused_by_fault(row):
+                if not self._relay_answers():
+                    return self._summary(started, "fault")
+                if campaign_state.paused_by_fault(row):
+                    campaign_state.resume(self.db, slug, self.clock)
+            reason = self._send_all(wait_for_retries)
+        finally:
+            campaign_state.release_lease(self.db, slug, self.owner)
+        return self._finish(started, reason)
+
+    def _relay_answers(self) -> bool:
+        """The check `newsletter smtp check` does, before any row is claimed; a failure pauses the campaign."""
+        sender = self.config.bounce_address or self.campaign.sender_address or self.config.sender_address
+        check = check_transport(self.transport_url, sender, starttls=self.config.sending.starttls)
+        if check.ok:
+            return True
+        assert check.failure is not None
+        self._pause_for_fault(self.db, what_to_fix(check.failure, self.transport_url))
+        return False
+
+    def _send_all(self, wait_for_retries: bool) -> str | None:
+        slug = self.campaign.slug
         workers = [threading.Thread(target=self._worker, name=f"smtp-{i}", daemon=True)
                    for i in range(self.connections)]
+        self._started_at = self._last_beat = self.clock.monotonic()
+        reason = None
         try:
             deliveries.reset_interrupted(self.db, slug, self.clock)
             for worker in workers:
@@ -240,19 +403,42 @@ class CampaignSender:
             reason = "interrupted"
             self._halt.set()
         finally:
-            for _ in workers:
-                self._jobs.put(None)
+            self._give_back_queued()
+            for worker in workers:
+                if worker.is_alive():
+                    self._jobs.put(None)
             for worker in workers:
                 worker.join()
+            self._give_back_queued()
             deliveries.reset_interrupted(self.db, slug, self.clock)
-            campaign_state.release_lease(self.db, slug, self.owner)
-        return self._finish(started, reason)
+            if campaign_state.get(self.db, slug)["state"] == "cancelled":
+                campaign_state.skip_unsent(self.db, slug, self.clock)
+        return reason
+
+    def _give_back_queued(self) -> None:
+        """Release every job still waiting in the queue (workers may be gone), so nothing blocks on it."""
+        left = []
+        while True:
+            try:
+                job = self._jobs.get_nowait()
+            except queue.Empty:
+                break
+            if job is not None:
+                left.append(job.id)
+            self._jobs.task_done()
+        deliveries.release(self.db, left)
 
     def _finish(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug
         if self._errors:
-            raise self._errors[0]
-        if reason is None:
+            name, error = self._errors[0]
+            raise SendError(f"{slug}: sending thread {name} failed: {type(error).__name__}: {error}; the rows it "
+                            f"held are queued again, so `newsletter send {slug}` carries on") from error
+        if self.sent_now:
+            campaign_state.fault_cleared(self.db, slug)
+        if self.fault is not None:
+            reason = "fault"
+        elif reason is None:
             state = campaign_state.get(self.db, slug)["state"]
             if state in ("paused", "cancelled"):  # said while the last results were coming in
                 reason = state
@@ -273,9 +459,11 @@ class CampaignSender:
                 return state
             if not self._keep_lease():
                 return "locked"
+            self._beat()
             jobs = deliveries.claim(self.db, slug, self.clock.now(), self.config.sending.batch_size)
             if not jobs:
-                self._jobs.join()  # results of the last batch may have deferred rows that are due now
+                if not self._wait_until_idle():
+                    continue
                 if deliveries.due(self.db, slug, self.clock.now()):
                     continue
                 retry_at = deliveries.next_retry_at(self.db, slug)
@@ -287,20 +475,31 @@ class CampaignSender:
                 wait = max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001
                 self.clock.sleep(min(wait, RETRY_WAIT_STEP))
                 continue
-            for job in jobs:
+            for index, job in enumerate(jobs):
                 while True:
                     if not self._keep_lease():  # another process holds the rows now: neither send nor release
                         self._halt.set()
                         return "locked"
+                    if self._stopping():
+                        break
                     try:
                         self._jobs.put(job, timeout=0.5)
                         break
                     except queue.Full:
-                        if self._stopping():
-                            break
+                        self._beat()
                 if self._stopping():
-                    deliveries.release(self.db, [j.id for j in jobs])
+                    deliveries.release(self.db, [j.id for j in jobs[index:]])
                     return "interrupted"
+
+    def _wait_until_idle(self) -> bool:
+        """Wait for the threads to finish what they were given; False if the run must stop meanwhile."""
+        with self._jobs.all_tasks_done:
+            while self._jobs.unfinished_tasks:
+                if self._stopping():
+                    return False
+                self._jobs.all_tasks_done.wait(0.5)
+                self._beat()
+        return True
 
     def _keep_lease(self) -> bool:
         """Renew the lease well before it runs out, also while a long batch is being handed out."""
@@ -318,7 +517,7 @@ class CampaignSender:
             slug=slug, counts=counts, sent_now=self.sent_now, elapsed=time.monotonic() - started,
             finished=deliveries.unfinished(self.db, slug) == 0, stopped_reason=reason,
             next_retry_at=deliveries.next_retry_at(self.db, slug),
-            warnings=self.composer.renderer.warnings,
+            warnings=self.composer.renderer.warnings, fault=self.fault,
         )
 
 
@@ -337,19 +536,23 @@ def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock
 
 def send_campaign(config: Config, slug: str, *, clock: Clock = SystemClock(), stop: threading.Event | None = None,
                   wait_for_retries: bool = False, progress: Callable[[str], None] | None = None,
-                  connections: int | None = None, transport_url: str | None = None) -> SendSummary:
-    """Queue (once) and send a campaign; call again after a crash or a pause to finish it."""
+                  connections: int | None = None, transport_url: str | None = None,
+                  heartbeat: Callable[[SendProgress], None] | None = None) -> SendSummary:
+    """Queue (once) and send a campaign; call again after a crash, a fault or a resumed pause to finish it.
+
+    A campaign paused by a fault is checked against the relay again and carries on if it answers."""
     db = connect(config.database)
     try:
         campaign = prepare_campaign(config, db, slug, clock)
-        state = campaign_state.get(db, slug)["state"]
-        if state in ("cancelled", "paused", "sent"):
+        row = campaign_state.get(db, slug)
+        state = row["state"]
+        if state in ("cancelled", "paused", "sent") and not campaign_state.paused_by_fault(row):
             return SendSummary(slug, deliveries.counts(db, slug), 0, 0.0, deliveries.unfinished(db, slug) == 0,
                                None if state == "sent" else state, deliveries.next_retry_at(db, slug))
     finally:
         db.conn.close()
     sender = CampaignSender(config, campaign, clock=clock, stop=stop, progress=progress, connections=connections,
-                            transport_url=transport_url)
+                            transport_url=transport_url, heartbeat=heartbeat)
     return sender.run(wait_for_retries=wait_for_retries)
 
 

@@ -36,12 +36,82 @@ _UNKNOWN_MAILBOX_PROSE = re.compile(
 _SENDER_ADDRESS_STATUSES = {(1, 7), (1, 8)}
 
 
+# Stages of the session that come before any message: a refusal there is about the connection or our
+# credentials, never about a recipient.
+SESSION_STAGES = ("connect", "TLS", "AUTH")
+OUTCOMES = ("sent", "bounced", "policy", "deferred", "failed", "connection")
+# 503 (bad sequence) and 530 (authentication required) say the session is in the wrong state, whoever the
+# recipient is; 421 at the greeting is a refusal of the connection itself.
+_SESSION_CODES = {503, 530}
+
+
+def classify(code: int, enhanced: str, text: str, stage: str) -> str:
+    """Whose fault a reply is, as one of OUTCOMES; the one table every SMTP client of the project shares.
+
+    - "sent": accepted (2xx).
+    - "bounced": the recipient's mailbox does not exist (5.1.x, 5.2.1, or such prose at 550/551/553).
+    - "policy": a refusal about us (x.7.x, rate, spam, blocking; anything at MAIL FROM); slow down.
+    - "deferred": temporary (4xx, or a connection lost once the recipient was accepted); retry later.
+    - "failed": final for this message (other 5xx).
+    - "connection": the connection's or the operator's fault: a refused or failed connection, TLS, login,
+      503 or 530, or a connection lost before any recipient was accepted. No recipient pays for it.
+    """
+    code_class = code // 100
+    if stage in SESSION_STAGES and code_class != 2:
+        return "connection"
+    if code in _SESSION_CODES:
+        return "connection"
+    if code == 0:
+        return "connection" if stage == "MAIL" else "deferred"
+    if code_class == 2:
+        return "sent"
+    if code_class not in (4, 5):
+        return "failed"
+    outcome = _classify_enhanced(code_class, enhanced) or _classify_prose(code, code_class, text)
+    if outcome == "bounced" and stage == "MAIL":
+        return "policy"
+    return outcome
+
+
+def _classify_enhanced(code_class: int, enhanced: str) -> str | None:
+    if not enhanced:
+        return None
+    _, subject, detail = (int(part) for part in enhanced.split("."))
+    if subject == 7 or (subject, detail) in _SENDER_ADDRESS_STATUSES:
+        return "policy"
+    if subject == 0:
+        return None  # "other or undefined": the prose is all there is to go on
+    if code_class == 5 and (subject == 1 or (subject, detail) == (2, 1)):
+        return "bounced"
+    return "deferred" if code_class == 4 else "failed"
+
+
+def _classify_prose(code: int, code_class: int, text: str) -> str:
+    if _POLICY_PROSE.search(text):
+        return "policy"
+    if code in (550, 551, 553) and _UNKNOWN_MAILBOX_PROSE.search(text):
+        return "bounced"
+    return "deferred" if code_class == 4 else "failed"
+
+
+def split_enhanced(code: int, message: bytes | str) -> tuple[str, str]:
+    """("5.1.1", "User unknown") from "5.1.1 User unknown", over several lines; ("", text) without one."""
+    if isinstance(message, bytes):
+        message = message.decode("utf-8", "replace")
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    enhanced = ""
+    if lines and (match := _ENHANCED_CODE.match(lines[0])) and match.group(1) == str(code)[:1]:
+        enhanced = match.group(0)
+        lines = [line[len(enhanced):].strip() if line.startswith(enhanced) else line for line in lines]
+    return enhanced, " ".join(lines)
+
+
 @dataclass(frozen=True)
 class Reply:
     """The relay's last word on one message, with the enhanced status code (RFC 3463) split out.
 
-    `stage` is the SMTP step that answered ("connect", "MAIL", "RCPT", "DATA"); a refusal at MAIL FROM is
-    about our sender, never about the subscriber, so it can never count as a hard bounce.
+    `stage` is the SMTP step that answered ("connect", "TLS", "AUTH", "MAIL", "RCPT", "DATA"); a refusal at
+    MAIL FROM is about our sender, never about the subscriber, so it can never count as a hard bounce.
     """
 
     code: int
@@ -52,58 +122,40 @@ class Reply:
     @classmethod
     def from_smtp(cls, code: int, message: bytes | str, stage: str = "") -> Reply:
         """Split "5.1.1 User unknown" (possibly over several lines) into the enhanced code and the prose."""
-        if isinstance(message, bytes):
-            message = message.decode("utf-8", "replace")
-        lines = [line.strip() for line in message.splitlines() if line.strip()]
-        enhanced = ""
-        if lines and (match := _ENHANCED_CODE.match(lines[0])) and match.group(1) == str(code)[:1]:
-            enhanced = match.group(0)
-            lines = [line[len(enhanced):].strip() if line.startswith(enhanced) else line for line in lines]
-        return cls(code, enhanced, " ".join(lines), stage)
+        enhanced, text = split_enhanced(code, message)
+        return cls(code, enhanced, text, stage)
 
     @property
     def outcome(self) -> str:
-        """One of "sent", "bounced", "policy", "deferred", "failed": what the sending engine must do."""
-        code_class = self.code // 100
-        if self.code == 0:
-            return "deferred"
-        if code_class == 2:
-            return "sent"
-        if code_class not in (4, 5):
-            return "failed"
-        outcome = self._classify_enhanced(code_class) or self._classify_prose(code_class)
-        if outcome == "bounced" and self.stage == "MAIL":
-            return "policy"
-        return outcome
+        """One of OUTCOMES: what the sending engine must do (see classify)."""
+        return classify(self.code, self.enhanced, self.text, self.stage)
 
     @property
     def retryable(self) -> bool:
-        """True when the same message may be tried again later (4xx answers and lost connections)."""
+        """True when the same message may be tried again later (4xx answers, lost connections, session faults)."""
         outcome = self.outcome
-        return outcome == "deferred" or (outcome == "policy" and self.code // 100 == 4)
+        return outcome in ("deferred", "connection") or (outcome == "policy" and self.code // 100 == 4)
 
-    def _classify_enhanced(self, code_class: int) -> str | None:
-        if not self.enhanced:
-            return None
-        _, subject, detail = (int(part) for part in self.enhanced.split("."))
-        if subject == 7 or (subject, detail) in _SENDER_ADDRESS_STATUSES:
-            return "policy"
-        if subject == 0:
-            return None  # "other or undefined": the prose is all there is to go on
-        if code_class == 5 and (subject == 1 or (subject, detail) == (2, 1)):
-            return "bounced"
-        return "deferred" if code_class == 4 else "failed"
+    def __str__(self) -> str:
+        """"535 5.7.8 Authentication failed (at AUTH)", as a person reads it in a log."""
+        code = f"{self.code} " if self.code else ""
+        enhanced = f"{self.enhanced} " if self.enhanced else ""
+        return f"{code}{enhanced}{self.text}" + (f" (at {self.stage})" if self.stage else "")
 
-    def _classify_prose(self, code_class: int) -> str:
-        if _POLICY_PROSE.search(self.text):
-            return "policy"
-        if self.code in (550, 551, 553) and _UNKNOWN_MAILBOX_PROSE.search(self.text):
-            return "bounced"
-        return "deferred" if code_class == 4 else "failed"
+
+@dataclass(frozen=True)
+class CheckStep:
+    """One step of a transport check: what was done, and the relay's answer or our error."""
+
+    name: str
+    ok: bool
+    detail: str
 
 
 class Transport(Protocol):
     def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply: ...
+
+    def check(self, mail_from: str) -> tuple[list[CheckStep], Reply | None]: ...
 
     def close(self) -> None: ...
 
@@ -148,10 +200,40 @@ class SMTPTransport:
         """Deliver complete CRLF message bytes to one recipient; never raises for SMTP or network trouble."""
         reused = self._smtp is not None
         reply = self._send_once(mail_from, rcpt, data)
-        if reused and reply.code in (0, 421) and reply.stage == "MAIL":
-            # The relay closed an idle connection before we spoke: nothing was sent, so try a fresh one.
+        if reused and reply.stage == "MAIL" and reply.code in (0, 421, 503):
+            # The relay closed an idle connection, or lost track of it, before we spoke: nothing was sent,
+            # so try once on a fresh connection.
             reply = self._send_once(mail_from, rcpt, data)
         return reply
+
+    def check(self, mail_from: str) -> tuple[list[CheckStep], Reply | None]:
+        """Connect, EHLO, STARTTLS or TLS, AUTH as configured, then MAIL FROM and RSET: nothing is sent.
+
+        Returns the steps taken and, if one failed, the Reply that says why (its outcome is "connection"
+        for a session fault, "policy" for a refused MAIL FROM). The connection is closed afterwards.
+        """
+        steps: list[CheckStep] = []
+        self._discard()
+        try:
+            failure = self._open(steps)
+            if failure is not None:
+                return steps, failure
+            assert self._smtp is not None
+            try:
+                code, message = _envelope_command(self._smtp, "mail", "FROM:", mail_from, [])
+                steps.append(CheckStep("MAIL FROM", code == 250, f"<{mail_from}>: {code} {_text(message)}"))
+                if code != 250:
+                    return steps, Reply.from_smtp(code, message, "MAIL")
+                code, message = self._smtp.rset()
+                steps.append(CheckStep("RSET", code == 250, f"{code} {_text(message)}"))
+                if code != 250:
+                    return steps, Reply.from_smtp(code, message, "MAIL")
+            except (smtplib.SMTPException, OSError) as error:
+                steps.append(CheckStep("MAIL FROM", False, f"connection lost: {_describe(error)}"))
+                return steps, Reply(0, "", f"connection lost: {_describe(error)}", "MAIL")
+            return steps, None
+        finally:
+            self.close()
 
     def close(self) -> None:
         smtp, self._smtp = self._smtp, None
@@ -163,15 +245,11 @@ class SMTPTransport:
             smtp.close()
 
     def _send_once(self, mail_from: str, rcpt: str, data: bytes) -> Reply:
-        try:
-            smtp = self._connection()
-        except smtplib.SMTPResponseException as error:
-            self._discard()
-            return Reply.from_smtp(error.smtp_code, error.smtp_error, "connect")
-        except (smtplib.SMTPException, OSError, UnicodeError) as error:  # UnicodeError: non-ASCII login
-            self._discard()
-            return Reply(0, "", f"cannot connect to {self.host}:{self.port}: {_describe(error)}", "connect")
-
+        failure = self._open()
+        if failure is not None:
+            return failure
+        smtp = self._smtp
+        assert smtp is not None
         stage = "MAIL"
         try:
             options = self._mail_options(smtp, mail_from, rcpt, data)
@@ -189,7 +267,7 @@ class SMTPTransport:
             if code not in (250, 251):
                 return self._refused(smtp, code, message, stage)
             stage = "DATA"
-            code, message = smtp.data(data)
+            code, message = smtp.data(data)  # raises for a refused DATA command, returns the end-of-data reply
         except smtplib.SMTPServerDisconnected as error:
             self._discard()
             return Reply(0, "", f"connection lost: {_describe(error)}", stage)
@@ -198,34 +276,69 @@ class SMTPTransport:
         except (smtplib.SMTPException, OSError) as error:
             self._discard()
             return Reply(0, "", f"connection lost: {_describe(error)}", stage)
-        if code == 421:
-            self._discard()
+        if code // 100 != 2:
+            return self._refused(smtp, code, message, stage)
         return Reply.from_smtp(code, message, stage)
 
-    def _connection(self) -> smtplib.SMTP:
+    def _open(self, steps: list[CheckStep] | None = None) -> Reply | None:
+        """Make sure a logged-in connection is open; None when it is, else the Reply of the step that failed.
+
+        Every failure here is the connection's or the operator's (outcome "connection"), and leaves no
+        connection behind. `steps`, when given, receives each step as it is taken (for `smtp check`).
+        """
         if self._smtp is not None:
-            return self._smtp
-        # Both constructors connect and raise SMTPConnectError unless the greeting is 220.
-        if self.implicit_tls:
-            smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                self.host, self.port, self._local_hostname, timeout=self._timeout, context=self._tls_context()
-            )
-        else:
-            smtp = smtplib.SMTP(self.host, self.port, self._local_hostname, timeout=self._timeout)
-        self._smtp = smtp
-        smtp.ehlo_or_helo_if_needed()
-        if not self.implicit_tls and self.starttls != "never":
-            if smtp.has_extn("starttls"):
-                smtp.starttls(context=self._tls_context())
-                smtp.ehlo()
-            elif self.starttls == "always":
-                raise smtplib.SMTPNotSupportedError(
-                    "the relay does not offer STARTTLS and starttls is 'always'; "
-                    "use starttls='never' to send in clear, or smtps:// for implicit TLS"
+            return None
+        record = steps.append if steps is not None else (lambda step: None)
+        where = f"{self.host}:{self.port}"
+        stage = "connect"
+        try:
+            # Both constructors connect and raise SMTPConnectError unless the greeting is 220.
+            if self.implicit_tls:
+                stage = "TLS"
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, self._local_hostname, timeout=self._timeout, context=self._tls_context()
                 )
-        if self._username:
-            smtp.login(self._username, self._password or "")
-        return smtp
+                record(CheckStep("connect", True, f"{where}, TLS from the first byte"))
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, self._local_hostname, timeout=self._timeout)
+                record(CheckStep("connect", True, where))
+            self._smtp = smtp
+            stage = "connect"
+            code, message = smtp.ehlo()
+            if code != 250:
+                code, message = smtp.helo()
+                if code != 250:
+                    raise smtplib.SMTPHeloError(code, message)
+            record(CheckStep("EHLO", True, f"{code}; offers {', '.join(sorted(smtp.esmtp_features)) or 'nothing'}"))
+            if not self.implicit_tls and self.starttls != "never":
+                if smtp.has_extn("starttls"):
+                    stage = "TLS"
+                    smtp.starttls(context=self._tls_context())
+                    smtp.ehlo()
+                    record(CheckStep("STARTTLS", True, "TLS established"))
+                elif self.starttls == "always":
+                    stage = "TLS"
+                    raise smtplib.SMTPNotSupportedError(
+                        "the relay does not offer STARTTLS and starttls is 'always'; "
+                        "use starttls='never' to send in clear, or smtps:// for implicit TLS"
+                    )
+            if self._username:
+                stage = "AUTH"
+                smtp.login(self._username, self._password or "")
+                record(CheckStep("AUTH", True, f"logged in as {self._username}"))
+        except smtplib.SMTPResponseException as error:
+            self._discard()
+            reply = Reply.from_smtp(error.smtp_code, error.smtp_error, stage)
+            record(CheckStep(stage, False, str(reply)))
+            return reply
+        except (smtplib.SMTPException, OSError, UnicodeError, ValueError) as error:  # UnicodeError: non-ASCII login
+            self._discard()
+            verb = "cannot connect to" if stage == "connect" else f"{stage} with"
+            reply = Reply(0, "", f"{verb} {where} failed: {_describe(error)}" if stage != "connect"
+                          else f"{verb} {where}: {_describe(error)}", stage)
+            record(CheckStep(stage, False, reply.text))
+            return reply
+        return None
 
     def _tls_context(self) -> ssl.SSLContext:
         if self._ssl_context is None:
@@ -246,12 +359,15 @@ class SMTPTransport:
         return options
 
     def _refused(self, smtp: smtplib.SMTP, code: int, message: bytes, stage: str) -> Reply:
-        """Record a refusal and leave the connection clean (RSET) or closed (421) for the next message."""
-        if code == 421:
+        """Record a refusal and leave the connection clean for the next message: RSET after any refused
+        transaction (a relay may keep it open after a 5xx at end of DATA), or a new connection after a
+        421 or a 503 (a session out of step), or when the RSET itself is not answered with 250."""
+        if code in (421, 503):
             self._discard()
         else:
             try:
-                smtp.rset()
+                if smtp.rset()[0] != 250:
+                    self._discard()
             except (smtplib.SMTPException, OSError):
                 self._discard()
         return Reply.from_smtp(code, message, stage)
@@ -300,6 +416,17 @@ class MaildirTransport:
             return Reply(0, "", f"cannot store in maildir {self.path}: {_describe(error)}")
         return Reply(250, "2.0.0", f"stored new/{name}")
 
+    def check(self, mail_from: str) -> tuple[list[CheckStep], Reply | None]:
+        """Write and remove a file in the Maildir's tmp/, so that a store we cannot write to is found first."""
+        probe = self.path / "tmp" / f"check.{uuid.uuid4().hex}"
+        try:
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as error:
+            text = f"cannot store in maildir {self.path}: {_describe(error)}"
+            return [CheckStep("write", False, text)], Reply(0, "", text, "connect")
+        return [CheckStep("write", True, f"{self.path} is writable")], None
+
     def close(self) -> None:
         """Nothing stays open between messages."""
 
@@ -345,6 +472,53 @@ def open_transport(
     )
 
 
+@dataclass(frozen=True)
+class TransportCheck:
+    """What `newsletter smtp check` and every send do before the first message."""
+
+    url: str  # with any password hidden
+    steps: list[CheckStep]
+    failure: Reply | None  # None when every step passed
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+def check_transport(url: str, mail_from: str, *, starttls: str = "auto", timeout: float = 30,
+                    ssl_context: ssl.SSLContext | None = None) -> TransportCheck:
+    """Open the transport as a send would and go as far as MAIL FROM and RSET, sending nothing.
+
+    A URL that cannot be used (an unknown scheme, say) is a failed first step, not an exception.
+    """
+    try:
+        transport = open_transport(url, starttls=starttls, timeout=timeout, ssl_context=ssl_context)
+    except (ValueError, OSError) as error:
+        text = str(error)
+        return TransportCheck(_redacted(url), [CheckStep("URL", False, text)], Reply(0, "", text, "connect"))
+    steps, failure = transport.check(mail_from)
+    return TransportCheck(_redacted(url), steps, failure)
+
+
+def what_to_fix(reply: Reply, url: str) -> str:
+    """One line for an operator: what went wrong with the relay at `url`, and where to put it right."""
+    shown = _redacted(url)
+    if reply.stage == "AUTH" or reply.code == 530 or reply.code == 535:
+        if reply.code == 530 or "required" in reply.text.lower():
+            return (f"the relay at {shown} needs a login ({reply}); put user:password in smtp_url "
+                    f"(smtp://user:password@host:port)")
+        return f"the relay at {shown} refused the login ({reply}); check the user and password in smtp_url"
+    if reply.stage == "TLS":
+        return (f"TLS with the relay at {shown} failed ({reply}); check [sending] starttls, the relay's "
+                f"certificate, or use smtps:// for implicit TLS")
+    if reply.stage == "connect":
+        if reply.text.startswith("transport URL") or reply.text.startswith("cannot store"):
+            return reply.text
+        return (f"cannot reach the relay at {shown} ({reply}); is it running, and are the host and port in "
+                f"smtp_url right?")
+    return f"the relay at {shown} refuses every message alike ({reply}); this is not about the recipients"
+
+
 def _open_maildir(url: str, parts: SplitResult) -> MaildirTransport:
     if parts.netloc:
         _reject(url, f"maildir URLs have no host ({parts.netloc!r}); write three slashes: maildir:///absolute/path")
@@ -368,4 +542,10 @@ def _redacted(url: str) -> str:
 
 
 def _describe(error: BaseException) -> str:
+    if isinstance(error, smtplib.SMTPResponseException):
+        return f"{error.smtp_code} {_text(error.smtp_error)}"
     return str(error) or type(error).__name__
+
+
+def _text(message: bytes | str) -> str:
+    return (message.decode("utf-8", "replace") if isinstance(message, bytes) else message).replace("\n", " ")

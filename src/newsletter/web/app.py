@@ -17,9 +17,10 @@ from ..config import Config
 from ..db import connect
 from ..signing import Signer
 from . import archive, preferences, preview, staff, staff_access, subscribe, unsubscribe
+from .background import Background
 from .pages import PageError, problem_page
 from .staff_access import LoginThrottle, write_session_cookie
-from .state import EXTENSION_KEY, WebState, close_database
+from .state import EXTENSION_KEY, ConnectionPool, WebState, close_database
 from .throttle import Throttle
 
 MAX_FORM_BYTES = 256 * 1024
@@ -36,7 +37,10 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     connect(config.database).conn.close()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
-    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
+    web_state = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
+    web_state.background = Background(app)
+    web_state.pool = ConnectionPool(config.database)
+    app.extensions[EXTENSION_KEY] = web_state
     for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)

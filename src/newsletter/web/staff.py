@@ -20,7 +20,6 @@ from ..campaigns import CampaignError, load_campaign
 from ..clock import parse_utc
 from ..db import connect
 from ..i18n import web_environment
-from ..interests import Taxonomy
 from ..normalize import InvalidValue, normalize_email
 from ..recurrence import RuleError, parse_rule
 from ..segments import SegmentError, count as segment_count, parse_segment, saved_segments
@@ -29,7 +28,7 @@ from . import charts
 from .issues import campaign_folder
 from .pages import PageError, render_page
 from .staff_access import check_csrf, csrf_token, password_is_set, require_staff
-from .state import database, state
+from .state import current_taxonomy, database, state
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.before_request(require_staff)
@@ -345,7 +344,7 @@ def _audience_charts() -> list[charts.Chart]:
                                  {"active": [n for _, n in countries]}, horizontal=True, label_header="country"))
     interests = stats.active_by_interest(db)
     if interests:
-        taxonomy = Taxonomy.load(db)
+        taxonomy = current_taxonomy()
         drawn.append(charts.bars("Active subscribers by interest", [taxonomy.label(s, "en") for s, _ in interests],
                                  {"active": [n for _, n in interests]}, horizontal=True, label_header="interest"))
     return drawn
