@@ -54,8 +54,10 @@ def compare_paths(reader: _RowReader, records: list[list[str]]) -> int:
     slow = [reader.read(list(record), line) for record, line in zip(records, lines)]  # first, so that its
     # interest spellings are known, as on import
     one_by_one = [reader.read_clean([list(record)], [line])[1][0] for record, line in zip(records, lines)]
-    emails, chunk = reader.read_clean([list(record) for record in records], lines)
+    emails, chunk, groups = reader.read_clean([list(record) for record in records], lines)
     assert chunk == one_by_one
+    if groups is not None:  # given only when every record is clean: each row's group for the counts
+        assert list(groups) == [(row[0][5], row[0][2], row[0][3], row[0][4]) for row in chunk]
     for record, full, clean, email in zip(records, slow, chunk, emails):
         if clean is not None:
             assert clean == full, record

@@ -4,6 +4,7 @@ segment count from it equal to a full count and to what the sender queues."""
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import random
 import sqlite3
 from datetime import datetime, timedelta, timezone
@@ -21,6 +22,7 @@ from newsletter.subscribers import Consent, SubscriberError
 from newsletter.suppressions import suppress
 
 START = datetime(2026, 3, 1, tzinfo=timezone.utc)
+GENERATOR = Path(__file__).parent.parent / "src" / "newsletter" / "samples" / "subscribers" / "generate.py"
 COUNTRIES = ("BB", "TT", "BR", "MX", "HT", "")
 SLUGS = [slug for slug, *_ in SEED_INTERESTS]
 EXPRESSIONS = [
@@ -276,3 +278,21 @@ def test_a_write_by_another_connection_during_a_bulk_import_is_counted(tmp_path)
     assert written
     assert_counts_true(db, clock)
     assert_counts_true(other, clock)
+
+
+def test_a_bulk_import_of_clean_rows_counts_them_exactly(tmp_path):
+    """Clean rows (every one on the fast path) are counted from their columns as they go in."""
+    spec = importlib.util.spec_from_file_location("subscribers_generate", GENERATOR)
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    path = tmp_path / "clean.csv"
+    generator.main(["--rows", "3000", "--seed", "8", "-o", str(path)])
+    clock = FakeClock(START)
+    db = new_db(tmp_path / "newsletter.db", clock)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    report = import_csv(db, path, batch_size=1000, clock=clock)
+    db.conn.set_trace_callback(None)
+    assert report.inserted == 3000
+    assert not any("GROUP BY" in s for s in statements)
+    assert_counts_true(db, clock)

@@ -18,7 +18,7 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from itertools import islice, repeat
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import sqlite_utils
 
@@ -189,18 +189,21 @@ class _RowReader:
                  status or self.default_status, now, now, consent_at or now, source.strip()[:200] or self.source,
                  ip.strip()[:64], self.import_id), language, status, consent_at, line)
 
-    def read_clean(self, records: list[list[str]], lines: Sequence[int]) -> tuple[list[str], list[_Row | None]]:
+    def read_clean(self, records: list[list[str]],
+                   lines: Sequence[int]) -> tuple[list[str], list[_Row | None], Iterator[tuple] | None]:
         """The addresses and rows of a chunk of records, for each record that is already in the form we store
         (the common case), else None: read() must take that record, and gives the very same row for the
         others (a test checks). Each check runs over a whole column at once, so a clean chunk costs a few
-        passes in C rather than a dozen Python calls per row."""
+        passes in C rather than a dozen Python calls per row. When every record is clean, also each row's
+        (status, country, language, interests), lazily, for the segment counts."""
         width = self.width
         if set(map(len, records)) - {width}:  # a stray field or a blank line: only whole records here
             keep = [i for i, record in enumerate(records) if len(record) == width]
             emails, rows = [""] * len(records), [None] * len(records)
-            for i, email, row in zip(keep, *self.read_clean([records[i] for i in keep], [lines[i] for i in keep])):
+            found, clean, _ = self.read_clean([records[i] for i in keep], [lines[i] for i in keep])
+            for i, email, row in zip(keep, found, clean):
                 emails[i], rows[i] = email, row
-            return emails, rows
+            return emails, rows, None
         count = len(records)
         columns = [*zip(*records), ("",) * count] if count else [()] * (width + 1)  # absent fields: index width
         emails, names, firsts, lasts, countries, languages, interests, statuses, stamps, sources, ips = self.pick(
@@ -236,7 +239,7 @@ class _RowReader:
                          sources, ips, import_id), languages, raw_statuses, stamps, lines)]
         for i in bad:
             rows[i] = None
-        return list(emails), rows
+        return list(emails), rows, None if bad else zip(stored_statuses, countries, stored_languages, masks)
 
     def read(self, record: list[str], line: int) -> _Row | RowProblem:
         missing = self.width + 1 - len(record)
@@ -304,10 +307,12 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
     # into the database once, not once per transaction. A bulk import truncates the WAL when it is done.
     conn.execute("PRAGMA wal_autocheckpoint = 262144")
 
-    def flush(batch: dict[str, _Row]) -> None:
+    def flush(batch: dict[str, _Row], batch_groups: Iterator[tuple] | None) -> None:
+        """Write a batch; batch_groups, when given, are its rows' groups for the counts."""
         if batch and check_suppressions:
             hashes = {email_hash(e): e for e in batch}
             for hashed in suppressed_hashes(db, list(hashes)):
+                batch_groups = None
                 row = batch.pop(hashes[hashed])
                 report.suppressed += 1
                 report._keep(report.notices, RowProblem(row[-1], "email", "on the suppression list; not imported"))
@@ -320,7 +325,7 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
         report.inserted += added
         if added == len(batch):
             if groups is not None:
-                groups.update(map(_GROUP_OF, inserts))
+                groups.update(batch_groups if batch_groups is not None else map(_GROUP_OF, inserts))
             return
         groups = None  # an update changes groups in ways only a count of the table tells
         # Some addresses were stored already; import_id tells a row an earlier batch of this same file wrote
@@ -366,9 +371,10 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
                             default_status=default_status, now=now, import_id=import_id)
         width = len(header)
 
-        def take(chunk: list[list[str]], lines: Sequence[int]) -> dict[str, _Row]:
-            """The chunk's rows by address, duplicates merged in file order; refused rows reported."""
-            emails, parsed = reader.read_clean(chunk, lines)
+        def take(chunk: list[list[str]], lines: Sequence[int]) -> tuple[dict[str, _Row], Iterator[tuple] | None]:
+            """The chunk's rows by address, duplicates merged in file order, and their groups when read_clean
+            had them for every row; refused rows reported."""
+            emails, parsed, chunk_groups = reader.read_clean(chunk, lines)
             report.rows += len(chunk)
             if None in parsed:  # the few records that are not clean, through the full normalisation
                 i = -1
@@ -392,7 +398,7 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
                 emails, parsed = [email for email, _ in kept], [row for _, row in kept]
             batch = dict(zip(emails, parsed))
             if len(batch) == len(emails):  # the common case, no address twice: a dict made in C
-                return batch
+                return batch, chunk_groups
             batch = {}
             for email, row in zip(emails, parsed):
                 if email in batch:
@@ -403,7 +409,7 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
                     batch[email] = _merge(earlier, row)
                 else:
                     batch[email] = row
-            return batch
+            return batch, None
 
         unreadable = None
         collecting = gc.isenabled()
@@ -428,7 +434,7 @@ def import_csv(db: sqlite_utils.Database, path: str | Path, *, dry_run: bool = F
                     lines, after = _line_starts(chunk, line)
                 line = after
                 uncommitted += len(chunk)
-                flush(take(chunk, lines))
+                flush(*take(chunk, lines))
                 if failure:
                     break
                 if uncommitted >= batch_size:
