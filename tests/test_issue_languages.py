@@ -365,3 +365,12 @@ def test_the_pages_and_the_confirmation_mail_name_the_list_in_the_visitors_langu
     message = message_from_bytes(data, policy=policy.default)
     assert message["Subject"] == "Confirme su suscripción a Boletín de Internet de ALC"
     assert "Hola, Ana:" in message.get_body(("plain",)).get_content()
+
+
+def test_a_logo_that_is_no_picture_refuses_the_render_naming_the_setting(tmp_path):
+    (tmp_path / "logo.png").write_text("not a picture", encoding="utf-8")
+    config = load_config(write_config(tmp_path), environ={})
+    config.logo = tmp_path / "logo.png"
+    renderer = IssueRenderer(load_campaign(SAMPLE, UTC), config, Taxonomy.load(connect(tmp_path / "t.db")))
+    with pytest.raises(RenderError, match=r"\[newsletter\] logo: .*logo\.png: not a PNG, GIF or JPEG"):
+        renderer.full_issue("en")

@@ -407,3 +407,16 @@ def test_campaign_history_records_why_a_campaign_paused(db, tmp_path):
     campaign_state.set_state(db, SLUG, "paused", reason="relay refused the login (535)")
     assert [(entry["state"], entry["reason"]) for entry in campaign_state.history(db, SLUG)] == [
         ("scheduled", "built"), ("sending", ""), ("paused", "relay refused the login (535)")]
+
+
+def test_a_report_shown_again_follows_changes_made_since(site, sent):
+    staff = Staff(site)
+    assert re.search(r'id="unsubscribes">0<', staff.get(f"/staff/campaigns/{SLUG}").text)
+    person = site.db.execute("SELECT id FROM subscribers WHERE email = 'person1@example.org'").fetchone()[0]
+    site.clock.advance(60)
+    set_status(site.db, person, "unsubscribed", clock=site.clock)
+    assert re.search(r'id="unsubscribes">1<', staff.get(f"/staff/campaigns/{SLUG}").text)
+    site.db.execute("UPDATE deliveries SET status = 'bounced', updated_at = '2026-11-23T13:00:00Z' "
+                    "WHERE email = 'person0@example.org'")
+    outcome = staff.get(f"/staff/campaigns/{SLUG}").text
+    assert re.search(r"bounced <strong>1</strong>", outcome)

@@ -14,7 +14,7 @@ import sqlite_utils
 
 from . import deliveries
 from .clock import parse_utc, utc_iso
-from .db import segment_counts_live
+from .db import STATUSES, segment_counts_live
 from .interests import Taxonomy
 
 LOST_STATUSES = ("unsubscribed", "bounced", "complained")
@@ -68,15 +68,15 @@ def timeline(db: sqlite_utils.Database, slug: str) -> Timeline:
     minutes = int((end - start).total_seconds() // 60) + 1
     bucket = next(size for size in (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440, 10080, 10 ** 9)
                   if minutes / size <= MAX_TIMELINE_BUCKETS)
-    # minutes since start, per row, from the ISO text: julianday() works on the index's own column
-    rows = db.execute(
-        f"""SELECT status, CAST((julianday(updated_at) - julianday(?)) * 1440 AS INTEGER) / ? AS slot, count(*)
-            FROM deliveries WHERE campaign = ? AND status IN ({marks}) GROUP BY status, slot""",
-        [utc_iso(start), bucket, slug, *OUTCOMES_OVER_TIME]).fetchall()
-    slots = max(row[1] for row in rows) + 1
+    rows = db.execute(  # one row per minute and outcome (substr of the index's own column), not per delivery
+        f"""SELECT status, substr(updated_at, 1, 16) AS minute, count(*) FROM deliveries
+            WHERE campaign = ? AND status IN ({marks}) GROUP BY status, minute""",
+        [slug, *OUTCOMES_OVER_TIME]).fetchall()
+    slots = (minutes - 1) // bucket + 1
     series = {outcome: [0] * slots for outcome in OUTCOMES_OVER_TIME}
-    for status, slot, count in rows:
-        series[status][slot] = count
+    for status, minute, count in rows:
+        offset = int((datetime.fromisoformat(minute + ":00+00:00") - start).total_seconds() // 60)
+        series[status][min(slots - 1, offset // bucket)] += count
     labels = [f"{start + timedelta(minutes=slot * bucket):%Y-%m-%d %H:%M}" for slot in range(slots)]
     return Timeline(bucket, labels, series)
 
@@ -170,18 +170,22 @@ class CampaignSummary:
 
 def recent_campaigns(db: sqlite_utils.Database, limit: int = 10) -> list[CampaignSummary]:
     """The campaigns that sent something, newest first, each with its headline figures."""
-    summaries = []
-    for row in db.query(
-            "SELECT slug, title, state, coalesce(finished_at, started_at, updated_at) AS at FROM campaigns "
-            "WHERE state IN ('sending', 'paused', 'sent', 'cancelled') ORDER BY at DESC LIMIT ?", [limit]):
-        counts = deliveries.counts(db, row["slug"])
-        complaints = db.execute(
-            "SELECT count(DISTINCT e.subscriber_id) FROM bounce_events e CROSS JOIN deliveries d "
-            "ON d.id = e.delivery_id WHERE d.campaign = ? AND e.kind = 'complaint'", [row["slug"]]).fetchone()[0]
-        summaries.append(CampaignSummary(row["slug"], row["title"], row["state"], row["at"], counts["sent"],
-                                         counts["bounced"] + counts["failed"], complaints,
-                                         attributed_unsubscribes(db, row["slug"])))
-    return summaries
+    return [summarize(db, row) for row in recent_campaign_rows(db, limit)]
+
+
+def recent_campaign_rows(db: sqlite_utils.Database, limit: int = 10) -> list[dict]:
+    return list(db.query(
+        "SELECT slug, title, state, coalesce(finished_at, started_at, updated_at) AS at FROM campaigns "
+        "WHERE state IN ('sending', 'paused', 'sent', 'cancelled') ORDER BY at DESC LIMIT ?", [limit]))
+
+
+def summarize(db: sqlite_utils.Database, row: dict) -> CampaignSummary:
+    counts = deliveries.counts(db, row["slug"])
+    complaints = db.execute(
+        "SELECT count(DISTINCT e.subscriber_id) FROM bounce_events e CROSS JOIN deliveries d "
+        "ON d.id = e.delivery_id WHERE d.campaign = ? AND e.kind = 'complaint'", [row["slug"]]).fetchone()[0]
+    return CampaignSummary(row["slug"], row["title"], row["state"], row["at"], counts["sent"],
+                           counts["bounced"] + counts["failed"], complaints, attributed_unsubscribes(db, row["slug"]))
 
 
 @dataclass
@@ -221,6 +225,28 @@ def audience_history(db: sqlite_utils.Database, now: datetime) -> AudienceHistor
         at_end[status] = _running(lost[status])
         at_end["subscribed"] = [have - gone for have, gone in zip(at_end["subscribed"], at_end[status])]
     return AudienceHistory(months, joined, lost, at_end)
+
+
+def campaign_fingerprint(db: sqlite_utils.Database, slug: str) -> tuple:
+    """Changes whenever a campaign's report may have changed, at the cost of a few index seeks: every
+    change of a delivery's outcome stamps its updated_at, so the newest stamp per status moves; and so do
+    the bounce events and the unsubscribes. (An erasure deletes rows without stamping anything: the report
+    follows at the next change.) web/staff.py shows a kept report again until then."""
+    newest = db.execute("SELECT " + ", ".join(
+        f"(SELECT max(updated_at) FROM deliveries WHERE campaign = ?1 AND status = '{status}')"
+        for status in deliveries.STATUSES), [slug]).fetchone()
+    events = db.execute("SELECT max(id), count(*) FROM bounce_events").fetchone()
+    left = db.execute("SELECT count(*), max(status_changed_at) FROM subscribers WHERE status = 'unsubscribed'"
+                      ).fetchone()
+    return tuple(newest), tuple(events), tuple(left)
+
+
+def audience_fingerprint(db: sqlite_utils.Database) -> tuple:
+    """Changes whenever a subscriber is added, erased or changes status (what audience_history counts)."""
+    marks = ", ".join("?" * len(STATUSES))
+    return (db.execute("SELECT count(*), max(id) FROM subscribers").fetchone(),
+            tuple(db.execute(f"SELECT status, max(status_changed_at) FROM subscribers WHERE status IN ({marks}) "
+                             "GROUP BY status", list(STATUSES)).fetchall()))
 
 
 def _months(first: str, last: str) -> list[str]:

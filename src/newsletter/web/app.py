@@ -7,7 +7,9 @@ subscriber's language, or the visitor's when we do not know who they are.
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
 
 from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
@@ -113,9 +115,16 @@ def serve(config: Config, host: str | None = None, port: int | None = None, *, t
     shown_host = f"[{host}]" if ":" in host else host
     print(f"newsletter: serving on http://{shown_host}:{server.effective_port}/ with {threads} threads "
           "(Ctrl-C stops)", file=sys.stderr, flush=True)
+    if threading.current_thread() is threading.main_thread():  # systemd stops a service with SIGTERM
+        signal.signal(signal.SIGTERM, _stop)
     try:
         server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.close()
+        app.extensions[EXTENSION_KEY].background.drain()  # opt-in mails already promised go out first
+
+
+def _stop(_signum, _frame) -> None:
+    raise SystemExit(0)
