@@ -18,7 +18,7 @@ from ..clock import Clock, SystemClock
 from ..config import Config
 from ..db import connect
 from ..signing import Signer
-from . import archive, preferences, preview, staff, staff_access, subscribe, unsubscribe
+from . import archive, hooks, preferences, preview, staff, staff_access, subscribe, unsubscribe
 from .background import Background
 from .pages import PageError, problem_page
 from .staff_access import LoginThrottle, write_session_cookie
@@ -43,7 +43,7 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     web_state.background = Background(app)
     web_state.pool = ConnectionPool(config.database)
     app.extensions[EXTENSION_KEY] = web_state
-    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff):
+    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff, hooks):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)
     app.register_error_handler(PageError, problem_page)
