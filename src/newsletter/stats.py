@@ -14,7 +14,7 @@ import sqlite_utils
 
 from . import deliveries
 from .clock import parse_utc, utc_iso
-from .db import STATUSES
+from .db import STATUSES, segment_counts_live
 from .interests import Taxonomy
 
 LOST_STATUSES = ("unsubscribed", "bounced", "complained")
@@ -281,19 +281,22 @@ def _running(values: list[int]) -> list[int]:
 
 def active_by_country(db: sqlite_utils.Database, limit: int = 20) -> list[tuple[str, int]]:
     """Active subscribers per country, largest first; the rest summed as "other"."""
-    rows = db.execute("SELECT country, count(*) AS n FROM subscribers WHERE status = 'active' "
-                      "GROUP BY country ORDER BY n DESC, country").fetchall()
+    table, total = ("segment_counts", "sum(n)") if segment_counts_live(db) else ("subscribers", "count(*)")
+    rows = db.execute(f"SELECT country, {total} AS n FROM {table} WHERE status = 'active' "
+                      "GROUP BY country HAVING n > 0 ORDER BY n DESC, country").fetchall()
     shown = [(country or "?", count) for country, count in rows[:limit]]
     rest = sum(count for _, count in rows[limit:])
     return shown + ([("other", rest)] if rest else [])
 
 
 def active_by_interest(db: sqlite_utils.Database) -> list[tuple[str, int]]:
-    """Active subscribers per interest (one person may count under several), in one pass over the index."""
+    """Active subscribers per interest (one person may count under several), in one pass over the segment
+    counts."""
     taxonomy = Taxonomy.load(db)
     slugs = taxonomy.slugs
     if not slugs:
         return []
-    sums = ", ".join(f"sum(interests & {taxonomy.mask([slug])} != 0)" for slug in slugs)
-    row = db.execute(f"SELECT {sums} FROM subscribers WHERE status = 'active'").fetchone()
+    table, weight = ("segment_counts", "n") if segment_counts_live(db) else ("subscribers", "1")
+    sums = ", ".join(f"sum((interests & {taxonomy.mask([slug])} != 0) * {weight})" for slug in slugs)
+    row = db.execute(f"SELECT {sums} FROM {table} WHERE status = 'active'").fetchone()
     return [(slug, row[i] or 0) for i, slug in enumerate(slugs)]
