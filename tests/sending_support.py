@@ -6,6 +6,7 @@ The config points at the repository's own campaign and templates, so every test 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -98,12 +99,19 @@ def run_cli(config: Config, *args: str, env: dict[str, str] | None = None) -> su
                           capture_output=True, text=True, env=environ, timeout=GUARD_SECONDS)
 
 
+def like_a_terminal() -> None:
+    """preexec_fn for senders a test interrupts: Ctrl-C works as in a terminal even when pytest itself runs
+    as a background job, whose shell starts it (and so its children) with SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start_cli(config: Config, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
     """The same, started in the background (to interrupt it, or to break the relay under it)."""
     environ = {name: value for name, value in os.environ.items() if not name.startswith("NEWSLETTER_")}
     environ.update(env or {}, COLUMNS="200")
     return subprocess.Popen([sys.executable, "-m", "newsletter.cli", "--config", str(config.path), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=environ,
+                            preexec_fn=like_a_terminal)
 
 
 def error_lines(stderr: str) -> list[str]:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from sending_support import SLUG, add_subscribers, status_counts, write_config
+from sending_support import SLUG, add_subscribers, like_a_terminal, status_counts, write_config
 
 from newsletter import campaign_state
 from newsletter.db import connect
@@ -62,7 +62,7 @@ def received_per_address(folder: Path) -> Counter:
 def start_runner(config_path: Path, log: Path) -> subprocess.Popen:
     with open(log, "a") as output:
         return subprocess.Popen([sys.executable, str(RUNNER), str(config_path), SLUG], stdout=output,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT, preexec_fn=like_a_terminal)
 
 
 def wait_for_messages(folder: Path, runner: subprocess.Popen, target: int) -> None:
