@@ -80,7 +80,8 @@ def recipients(db: sqlite_utils.Database, jobs: list[Job]) -> dict[int, dict]:
         return {}
     db.conn.create_function("email_hash", 1, email_hash, deterministic=True)
     rows = db.execute(
-        f"SELECT d.id AS delivery_id, s.* FROM deliveries d JOIN subscribers s ON s.id = d.subscriber_id "
+        # CROSS JOIN keeps the batch's rows as the outer loop, so the hash is computed for them alone
+        f"SELECT d.id AS delivery_id, s.* FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id "
         f"WHERE d.id IN ({', '.join('?' * len(jobs))}) AND s.status = 'active' "
         f"AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = email_hash(s.email))",
         [job.id for job in jobs])

@@ -206,6 +206,7 @@ class _Writer:
         self._queue: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
         self.failed = threading.Event()
+        self._seen_version = -1
 
     def start(self) -> None:
         self._thread.start()
@@ -280,8 +281,13 @@ class _Writer:
                 sender._count(outcome.status)
                 if sender.progress:
                     sender.progress(outcome.status)
-        if campaign_state.get(db, sender.campaign.slug)["state"] in ("paused", "cancelled"):
-            sender._said.set()
+        sender._keep_lease(db)
+        # Another connection committed since we last looked (a pause, a cancel, a claim): read the state.
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:
+            self._seen_version = version
+            if campaign_state.get(db, sender.campaign.slug)["state"] in ("paused", "cancelled"):
+                sender._said.set()
         for outcome in outcomes:
             outcome.durable.set()
 
@@ -330,6 +336,7 @@ class CampaignSender:
         self._started_at = 0.0
         self._last_beat = 0.0
         self._lost_lease = False
+        self._lease_lock = threading.Lock()
 
     # -- the steps, per message ---------------------------------------------------------------------
 
@@ -426,7 +433,7 @@ class CampaignSender:
             self._halt.set()
         finally:
             if db is not None:
-                if held:
+                if held and not self._lost_lease:  # once another process holds the campaign, its rows are its own
                     deliveries.release(db, [job.id for job in held])
                 db.conn.close()
             if self._writer is not None:
@@ -521,7 +528,8 @@ class CampaignSender:
                 self.clock.sleep(min(wait, RETRY_WAIT_STEP))
         finally:
             self._writer.stop()
-            deliveries.reset_interrupted(self.db, slug, self.clock)
+            if not self._lost_lease:
+                deliveries.reset_interrupted(self.db, slug, self.clock)
             if campaign_state.get(self.db, slug)["state"] == "cancelled":
                 campaign_state.skip_unsent(self.db, slug, self.clock)
 
@@ -550,9 +558,7 @@ class CampaignSender:
 
     def _watch(self) -> bool:
         """Look at the lease and the campaign's state (a pause or cancel said elsewhere); True to stop."""
-        if not self._keep_lease():
-            self._halt.set()
-            self._lost_lease = True
+        self._keep_lease()
         state = campaign_state.get(self.db, self.campaign.slug)["state"]
         if state in ("paused", "cancelled"):
             self._said.set()
@@ -586,14 +592,21 @@ class CampaignSender:
                                          finished_at=utc_iso(self.clock.now()))
         return self._summary(started, reason)
 
-    def _keep_lease(self) -> bool:
-        """Renew the lease well before it runs out."""
-        if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
+    def _keep_lease(self, db: sqlite_utils.Database | None = None) -> bool:
+        """Renew the lease well before it runs out; called by the watch and after each group commit, so
+        that it is renewed on the clock whatever pace the messages go at. False (and the run halts) once
+        another process holds it."""
+        with self._lease_lock:
+            if self._lost_lease:
+                return False
+            if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
+                return True
+            if not campaign_state.acquire_lease(db or self.db, self.campaign.slug, self.owner, self.clock):
+                self._lost_lease = True
+                self._halt.set()
+                return False
+            self._last_renewal = self.clock.monotonic()
             return True
-        if not campaign_state.acquire_lease(self.db, self.campaign.slug, self.owner, self.clock):
-            return False
-        self._last_renewal = self.clock.monotonic()
-        return True
 
     def _summary(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug
