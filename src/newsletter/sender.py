@@ -282,6 +282,7 @@ class _Writer:
                 if sender.progress:
                     sender.progress(outcome.status)
         sender._keep_lease(db)
+        sender._beat(db)
         # Another connection committed since we last looked (a pause, a cancel, a claim): read the state.
         version = db.execute("PRAGMA data_version").fetchone()[0]
         if version != self._seen_version:
@@ -450,7 +451,7 @@ class CampaignSender:
             if status == "sent":
                 self.sent_now += 1
 
-    def _beat(self) -> None:
+    def _beat(self, db: sqlite_utils.Database | None = None) -> None:
         """Every heartbeat_seconds on the clock, hand a progress snapshot to `heartbeat` (the scheduler's log)."""
         if self.heartbeat is None:
             return
@@ -463,7 +464,7 @@ class CampaignSender:
         done = sum(tally.values())
         elapsed = max(now - self._started_at, 1e-9)
         rate = done / elapsed
-        left = deliveries.unfinished(self.db, self.campaign.slug)
+        left = deliveries.unfinished(db or self.db, self.campaign.slug)
         self.heartbeat(SendProgress(self.campaign.slug, tally.get("sent", 0), tally.get("deferred", 0),
                                     tally.get("failed", 0) + tally.get("bounced", 0), left, rate,
                                     left / rate if rate > 0 else None))
