@@ -248,3 +248,10 @@ def test_a_verp_address_whose_tag_does_not_verify_is_flagged_as_forged():
     report = read(corpus_message("tampered_verp.eml", 5))
     assert (report.delivery_id, report.forged_verp) == (None, True)
     assert read(corpus_message("postfix_user_unknown.eml", 5)).forged_verp is False
+
+
+def test_an_unreadable_message_keeps_only_its_start_for_review():
+    nesting = b"".join(b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (n, n) for n in range(20))
+    report = read(b"From: mailer-daemon@mx.example.org\nSubject: Undeliverable\n" + nesting + b"x" * 1_000_000)
+    assert (report.kind, report.sender, report.subject) == ("unknown", "mailer-daemon@mx.example.org", "Undeliverable")
+    assert len(report.relevant) == 256 * 1024

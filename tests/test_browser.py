@@ -125,3 +125,31 @@ def test_the_preview_reloads_by_itself_when_an_article_file_changes(tmp_path, br
             os.utime(article, ns=(later, later))
         page.frame_locator("#issue-frame").get_by_text("Skills Grown Across Latin America").first.wait_for()
         page.close()
+
+
+def relative_luminance(rgb: tuple[int, int, int]) -> float:
+    channels = []
+    for value in rgb:
+        c = value / 255
+        channels.append(c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4)
+    return 0.2126 * channels[0] + 0.7152 * channels[1] + 0.0722 * channels[2]
+
+
+def contrast(a: str, b: str) -> float:
+    parse = lambda css: tuple(int(n) for n in re.findall(r"\d+", css)[:3])  # noqa: E731
+    high, low = sorted((relative_luminance(parse(a)), relative_luminance(parse(b))), reverse=True)
+    return (high + 0.05) / (low + 0.05)
+
+
+def test_the_spanish_preference_centre_fits_a_phone_with_a_long_address_and_a_visible_focus_ring(site, page):
+    address = "mariafernandagonzalezrodriguez.secretaria@ministeriodetelecomunicaciones.example"  # no break point
+    long = site.add_subscriber(address, name="María Fernanda", language="es", country="CO")
+    page.goto(site.url + site.preferences_path(long["id"]))
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    page.keyboard.press("Tab")
+    ring = page.evaluate("""() => { const el = document.activeElement; const s = getComputedStyle(el);
+        return [s.outlineStyle, s.outlineColor, getComputedStyle(document.body).backgroundColor,
+                getComputedStyle(el.closest('.card') || document.body).backgroundColor]; }""")
+    style, color, page_background, card_background = ring
+    assert style == "solid"
+    assert contrast(color, page_background) >= 3 and contrast(color, card_background) >= 3

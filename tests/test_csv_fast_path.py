@@ -47,15 +47,22 @@ def reader_and_records(text: str, taxonomy: Taxonomy) -> tuple[_RowReader, list[
 
 
 def compare_paths(reader: _RowReader, records: list[list[str]]) -> int:
-    """Each record through the full path, then through the fast path; returns how many took the fast path."""
-    fast = 0
-    for line, record in enumerate(records, start=2):
-        slow = reader.read(list(record), line)  # first, so that its interest spellings are known, as on import
-        clean = reader.read_clean(list(record), line)
+    """Every record through the full path, then through the fast path one by one and as one chunk (so that
+    each column check runs both over a single value and over the whole column); returns how many records
+    took the fast path."""
+    lines = list(range(2, len(records) + 2))
+    slow = [reader.read(list(record), line) for record, line in zip(records, lines)]  # first, so that its
+    # interest spellings are known, as on import
+    one_by_one = [reader.read_clean([list(record)], [line])[1][0] for record, line in zip(records, lines)]
+    emails, chunk, groups = reader.read_clean([list(record) for record in records], lines)
+    assert chunk == one_by_one
+    if groups is not None:  # given only when every record is clean: each row's group for the counts
+        assert list(groups) == [(row[0][5], row[0][2], row[0][3], row[0][4]) for row in chunk]
+    for record, full, clean, email in zip(records, slow, chunk, emails):
         if clean is not None:
-            fast += 1
-            assert clean == slow, (line, record)
-    return fast
+            assert clean == full, record
+            assert email == clean[0][0]
+    return sum(row is not None for row in chunk)
 
 
 @pytest.mark.parametrize("path", sorted(CORPUS.glob("*.csv")), ids=lambda p: p.name)
@@ -100,6 +107,7 @@ VARIANTS = [
     ("status", "Active"), ("status", " paused"), ("status", "subscribed"), ("status", ""),
     ("interests", "Security | IXPs"), ("interests", "DNSSEC"), ("interests", "gardening"), ("interests", ""),
     ("consent_at", "2024-02-29T10:00:00Z"), ("consent_at", "2023-02-29T10:00:00Z"),
+    ("consent_at", "2000-02-29T10:00:00Z"), ("consent_at", "1900-02-29T10:00:00Z"), ("consent_at", "2100-02-29T10:00:00Z"),
     ("consent_at", "2024-04-31T10:00:00Z"), ("consent_at", "2024-13-01T00:00:00Z"),
     ("consent_at", "2024-01-01T24:00:00Z"), ("consent_at", "2024-01-01T23:60:00Z"), ("consent_at", "2024-01-01"),
     ("consent_at", "2024-01-01T10:00:00+02:00"), ("consent_at", "0000-01-01T00:00:00Z"),
@@ -142,4 +150,5 @@ def test_each_clean_check_implies_the_normaliser_returns_the_value_unchanged():
     assert {"BR", "TT", "GB", "US", ""} <= country_codes() and "UK" not in country_codes()
     # and the checks do recognise clean values: a fast path that never fires would pass the above
     assert is_clean_email("ana+news@sub.example.co.uk") and is_clean_name("Zoë L'Heureux")
-    assert is_clean_timestamp("2026-11-23T14:05:00Z")
+    assert is_clean_timestamp("2026-11-23T14:05:00Z") and is_clean_timestamp("2024-02-29T00:00:00Z")
+    assert not is_clean_timestamp("2100-02-29T00:00:00Z")

@@ -285,6 +285,17 @@ def test_after_an_unclosed_quote_the_lines_before_it_are_imported_as_the_message
     assert stored_rows(db_path) == [("ana@example.org", "Ana Pérez", "MX", "es", "", "active")]
 
 
+def test_an_unclosed_quote_after_several_batches_keeps_every_line_before_it(db, db_path, tmp_path, clock):
+    path = tmp_path / "late_quote.csv"
+    path.write_text("email,name\n" + "".join(f"p{i}@example.org,Person {i}\n" for i in range(1, 6))
+                    + 'p6@example.org,"Unclosed\np7@example.org,Seven\n', encoding="utf-8")
+    with pytest.raises(ImportFileError) as error:
+        import_csv(db, path, batch_size=2, clock=clock)
+    assert str(error.value).startswith(f"{path}, line 7: unexpected end of data")
+    assert str(error.value).endswith("Lines before 7 were imported.")
+    assert [row[0] for row in stored_rows(db_path)] == [f"p{i}@example.org" for i in range(1, 6)]
+
+
 def numbered_file(tmp_path: Path, count: int) -> Path:
     return write_csv(tmp_path / "numbered.csv", ["email", "name"],
                      [[f"p{i}@example.org", f"Person {i}"] for i in range(1, count + 1)])

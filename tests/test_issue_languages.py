@@ -328,3 +328,49 @@ def test_a_send_with_an_empty_href_is_refused_before_anything_is_queued(tmp_path
     with pytest.raises(RenderError, match="empty href"):
         prepare_campaign(config, db, "2026-12-lac-digest")
     assert sum(deliveries.counts(db, "2026-12-lac-digest").values()) == 0
+
+
+def test_build_lists_links_a_mail_client_cannot_follow(tmp_path):
+    from newsletter.render import build_campaign
+
+    folder = campaign_folder(tmp_path, '[[articles]]\nfile = "a.md"\nurl = "news/a.html"\n',
+                             {"a.md": "---\ntitle: A\n---\n\nText.\n"})
+    config = load_config(write_config(tmp_path), environ={})
+    renderer = IssueRenderer(load_campaign(folder, UTC), config, Taxonomy.load(connect(tmp_path / "t.db")))
+    report = build_campaign(renderer, tmp_path / "out", LANGUAGES, date(2027, 1, 1))
+    assert report.unresolved == {lang: ["news/a.html"] for lang in LANGUAGES}
+
+
+def test_send_warns_when_the_postal_address_is_empty(tmp_path):
+    project = write_config(tmp_path, smtp_url=f'"maildir://{tmp_path / "outbox"}"')
+    project.write_text(project.read_text().replace("postal_address", "# postal_address"), encoding="utf-8")
+    result = CliRunner(env={CONFIG_ENV: None, SECRET_ENV: None, SMTP_ENV: None}).invoke(
+        cli, ["--config", str(project), "send", "2026-12-lac-digest"], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "warning: postal_address is empty" in " ".join(result.output.split())
+
+
+def test_the_pages_and_the_confirmation_mail_name_the_list_in_the_visitors_language(tmp_path):
+    from web_support import LiveSite
+
+    from newsletter.clock import FakeClock
+    from newsletter.web.confirmation import confirmation_message
+
+    with LiveSite.start(tmp_path, list_names=LIST_NAMES) as site:
+        page = site.get("/subscribe?lang=pt")
+        assert '<header class="site"><p>Boletim de Internet da ALC</p></header>' in page.text
+        assert "Sim, enviem Boletim de Internet da ALC para este endereço." in page.text  # the consent box
+        data = confirmation_message(site.config, lang="es", name="Ana Prieto", address="ana@example.org",
+                                    confirm_url="https://x.example/confirm/t", clock=FakeClock(datetime(2026, 12, 1, tzinfo=timezone.utc)))
+    message = message_from_bytes(data, policy=policy.default)
+    assert message["Subject"] == "Confirme su suscripción a Boletín de Internet de ALC"
+    assert "Hola, Ana:" in message.get_body(("plain",)).get_content()
+
+
+def test_a_logo_that_is_no_picture_refuses_the_render_naming_the_setting(tmp_path):
+    (tmp_path / "logo.png").write_text("not a picture", encoding="utf-8")
+    config = load_config(write_config(tmp_path), environ={})
+    config.logo = tmp_path / "logo.png"
+    renderer = IssueRenderer(load_campaign(SAMPLE, UTC), config, Taxonomy.load(connect(tmp_path / "t.db")))
+    with pytest.raises(RenderError, match=r"\[newsletter\] logo: .*logo\.png: not a PNG, GIF or JPEG"):
+        renderer.full_issue("en")

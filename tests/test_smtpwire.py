@@ -103,23 +103,28 @@ def test_a_refusal_is_that_recipients_and_the_same_connection_carries_the_next(p
         assert len(server.accepted_for("bo@example.org")) == 1
 
 
-class KeepsTheTransactionOpen(FaultServer):
-    """When its handler fails at the end of DATA, aiosmtpd answers 500 and keeps the envelope: without a
-    RSET, the next MAIL gets 503 nested MAIL command."""
-
-    async def handle_DATA(self, server, session, envelope) -> str:
-        if "crash@example.org" in envelope.rcpt_tos:
-            raise RuntimeError("handler failed")
-        return await super().handle_DATA(server, session, envelope)
-
-
 def test_after_a_refusal_at_the_end_of_data_the_transaction_is_reset_before_the_next_message(pipelining):
-    with KeepsTheTransactionOpen(pipelining=pipelining) as server, closing(wire(server.url())) as transport:
+    """aiosmtpd keeps the transaction open after its handler fails (500): without a RSET the next MAIL
+    would get 503 nested MAIL command."""
+    with FaultServer(pipelining=pipelining) as server, closing(wire(server.url())) as transport:
+        server.crash_at_data("crash@example.org")
         refused = send(transport, "crash@example.org")
         following = [send(transport, f"reader{n}@example.org") for n in range(3)]
         assert (refused.code, refused.stage) == (500, "DATA")
         assert [reply.outcome for reply in following] == ["sent"] * 3
         assert server.connections == 1
+
+
+def test_a_relay_that_goes_down_is_the_connections_fault_and_sending_resumes_when_it_is_back(pipelining):
+    with FaultServer(pipelining=pipelining) as server, closing(wire(server.url(), timeout=5)) as transport:
+        assert send(transport, "ana@example.org").outcome == "sent"
+        server.go_down()
+        down = send(transport, "bo@example.org")
+        server.come_back()
+        back = send(transport, "bo@example.org")
+        assert (down.code, down.stage, down.outcome) == (0, "connect", "connection")
+        assert back.outcome == "sent"
+        assert len(server.accepted_for("bo@example.org")) == 1
 
 
 @pytest.mark.parametrize("at", ["RCPT", "DATA"])
@@ -228,6 +233,15 @@ def test_smtps_pipelines_from_the_first_byte(certificate):
         with closing(open_transport(server.url("smtps"), ssl_context=client_tls_context(certificate[0]))) as transport:
             assert [send(transport, f"r{n}@example.org").outcome for n in range(3)] == ["sent"] * 3
         assert all(received.over_tls for received in server.accepted)
+
+
+def test_a_refused_starttls_is_the_connections_fault_and_nothing_is_sent(certificate):
+    with FaultServer(tls_context=server_tls_context(*certificate), pipelining=True) as server:
+        server.refuse_starttls()
+        with closing(open_transport(server.url(), ssl_context=client_tls_context(certificate[0]))) as transport:
+            refused = send(transport, "ana@example.org")
+        assert (refused.code, refused.stage, refused.outcome) == (454, "TLS", "connection")
+        assert server.accepted == []
 
 
 def test_a_wrong_password_is_refused_at_auth_as_the_connections_fault_and_nothing_is_sent(certificate):

@@ -21,6 +21,17 @@ from newsletter.render import IssueRenderer
 SLUG = "2026-12-lac-digest"
 
 
+@pytest.fixture
+def site(site):
+    """The sample issue, sent to one subscriber: only sent issues are in the archive."""
+    sent_to_someone(site, SLUG)
+    return site
+
+
+def sent_to_someone(site, slug: str) -> None:
+    site.mark_sent(slug)
+
+
 @pytest.mark.parametrize(("lang", "hello", "section"), [
     ("en", "Hello,", "Capacity building and training"),
     ("es", "Hola:", "Fortalecimiento de capacidades y formación"),
@@ -53,6 +64,33 @@ def test_the_view_in_browser_link_of_a_mail_opens_this_page(site):
 @pytest.mark.parametrize("path", ["/archive/2099-01-nothing/en", f"/archive/{SLUG}/de", "/archive/../en"])
 def test_only_existing_campaigns_and_languages_are_served(site, path):
     assert site.get(path, Accept_Language="fr").status == 404
+
+
+def test_an_issue_never_sent_is_not_in_the_archive_whatever_its_state(site, tmp_path):
+    import shutil
+
+    from web_support import LiveSite
+
+    from newsletter import campaign_state
+
+    root = tmp_path / "campaigns"
+    for slug in ("2027-01-draft", "2027-02-scheduled"):
+        shutil.copytree(site.config.campaigns_dir / SLUG, root / slug)
+    with LiveSite.start(tmp_path / "other", campaigns_dir=root) as other:
+        for slug in ("2027-01-draft", "2027-02-scheduled"):
+            campaign_state.register(other.db, load_campaign(root / slug, other.config.tz))
+        unknown = other.get("/archive/2099-01-nothing/en")
+        for slug in ("2027-01-draft", "2027-02-scheduled"):
+            page = other.get(f"/archive/{slug}/en")
+            assert (page.status, page.text) == (unknown.status, unknown.text) == (404, unknown.text)
+        sent_to_someone(other, "2027-01-draft")
+        assert other.get("/archive/2027-01-draft/en").status == 200
+
+
+@pytest.mark.parametrize("length", [255, 256, 300, 5000])
+def test_a_very_long_campaign_name_is_a_404_not_a_500(site, length):
+    for path in (f"/archive/{'a' * length}/en", f"/preview/{'a' * length}", f"/staff/campaigns/{'a' * length}"):
+        assert site.get(path).status == 404
 
 
 # --- one article, whole; pictures; the feed -------------------------------------------------------
@@ -134,6 +172,7 @@ def test_seed_articles_without_urls_get_working_archive_links(tmp_path):
                                           'title = "CANTO and the Internet Society join forces"\n'
                                           '[[articles]]\nfile = "strength.txt"\n', encoding="utf-8")
     with LiveSite.start(tmp_path, campaigns_dir=tmp_path / "campaigns") as live:
+        sent_to_someone(live, "2027-01-seeds")
         campaign = load_campaign(folder, live.config.tz)
         variant = IssueRenderer(campaign, live.config, Taxonomy.load(live.db)).variant("en", frozenset(), "")
         html_links = re.findall(r'href="([^"]+)"', variant.html)

@@ -114,3 +114,44 @@ def test_months_later_stays_within_a_shorter_month():
     assert months_later(datetime(2027, 1, 31, 9, tzinfo=timezone.utc), 1) == datetime(2027, 2, 28, 9,
                                                                                        tzinfo=timezone.utc)
     assert months_later(datetime(2026, 11, 30, tzinfo=timezone.utc), 3) == datetime(2027, 2, 28, tzinfo=timezone.utc)
+
+
+def test_subscribe_again_sends_a_fresh_confirmation_and_records_a_new_consent(tmp_path, smtp):
+    import re
+    from email import message_from_bytes, policy
+
+    from web_support import LiveSite
+
+    from newsletter.subscribers import set_status
+
+    with LiveSite.start(tmp_path, smtp_url=smtp.url()) as site:
+        ana = site.add_subscriber("ana@example.org", name="Ana", language="es", interests=["security"])
+        set_status(site.db, ana["id"], "unsubscribed", clock=site.clock)
+        page = site.get(site.preferences_path(ana["id"]))
+        resume = next(form for form in read_forms(page.text).values() if ("action", "resume") in form.fields)
+        answer = site.post(resume.action, resume.fields)
+        assert answer.status == 303
+        shown = site.get(answer.headers["Location"])
+        assert "Hemos enviado un enlace de confirmación a ana@example.org" in shown.text
+        assert site.subscriber(ana["id"])["status"] == "unsubscribed"  # not before the link is used
+        [raw] = smtp.accepted_for("ana@example.org")
+        text = message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()
+        link = re.search(r"http://127\.0\.0\.1:\d+/confirm/\S+", text).group(0)
+        site.clock.advance(60)
+        form = site.get(link).form("confirm")
+        assert site.post(form.action, form.fields).status == 200
+        back = site.subscriber(ana["id"])
+        assert back["status"] == "active"
+        assert back["consent_source"] == "preference centre: subscribe again, confirmed by the emailed link"
+        assert back["consent_at"] == "2026-11-23T12:01:00Z" and back["consent_wording"].startswith("Sí, envíen")
+
+
+def test_the_greeting_is_its_own_line_and_unsubscribing_shows_one_notice(site):
+    leroy = site.add_subscriber("leroy@example.org", name="Leroy Knowles")
+    page = site.get(site.preferences_path(leroy["id"]))
+    assert '<p class="greeting">Hello Leroy Knowles,</p>' in page.text
+    assert "Here you choose what" in page.text  # a sentence of its own, so its capital is right
+    unsubscribe = page.form("unsubscribe")
+    answer = site.post(unsubscribe.action, unsubscribe.fields)
+    done = site.get(answer.headers["Location"])
+    assert done.text.count('class="notice"') == 1 and "You are unsubscribed" in done.text

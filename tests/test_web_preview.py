@@ -59,7 +59,7 @@ def test_an_issue_is_shown_as_a_chosen_subscriber_receives_it(site, ana):
     assert page.status == 200
     assert "as ana@example.org receives it: language es, country TT, interests security" in page.text
     headers = re.search(r'<pre id="headers">(.*?)</pre>', page.text, re.S).group(1)
-    assert "To: &#34;Ana Prieto&#34; &lt;ana@example.org&gt;" in headers
+    assert "To: Ana Prieto &lt;ana@example.org&gt;" in headers
     assert "List-Unsubscribe-Post: List-Unsubscribe=One-Click" in headers and "Message-ID:" in headers
     text = re.search(r'<pre id="text-part">(.*?)</pre>', page.text, re.S).group(1)
     assert "Hola, Ana:" in text and "Lectores de Trinidad y Tobago" in text
@@ -124,7 +124,10 @@ def test_a_test_send_reaches_staff_with_a_test_subject_and_harmless_links(site, 
     form = site.get(f"/preview/{SLUG}?email=ana@example.org").form("send-test")
     assert ("to", "editor@lac.example.org") in form.fields
     answer = site.post(form.action, form.values(extra="boss@lac.example.org"))
-    assert answer.status == 200 and "editor@lac.example.org: sent" in answer.text
+    assert answer.status == 303  # POST, redirect, GET
+    page = site.get(answer.headers["Location"])
+    assert page.status == 200 and "editor@lac.example.org: sent" in page.text
+    site.get(answer.headers["Location"])  # a reload sends nothing again
     assert sorted(address for message in smtp.accepted for address in message.rcpt_tos) == [
         "boss@lac.example.org", "desk@lac.example.org", "editor@lac.example.org"]
     [raw] = smtp.accepted_for("boss@lac.example.org")
@@ -132,8 +135,19 @@ def test_a_test_send_reaches_staff_with_a_test_subject_and_harmless_links(site, 
     assert message["Subject"] == "[TEST] Boletín de Internet de ALC: aliados, escuelas y un encuentro en Montevideo"
     assert message["To"] == "Ana Prieto <boss@lac.example.org>"
     unsubscribe = re.search(r"<(http://[^>]+/u/[^>]+)>", message["List-Unsubscribe"]).group(1)
-    assert site.get(unsubscribe).status == 404  # signed for nobody: clicking it in a test mail harms no one
+    clicked = site.get(unsubscribe)  # signed for nobody: clicking it in a test mail harms no one, and says so
+    assert clicked.status == 200 and "A link from a test mail" in clicked.text
+    assert site.post(unsubscribe, {"List-Unsubscribe": "One-Click"}).status == 200
+    preferences = re.search(r'href="(http://[^"]+/p/[^"]+)"', message.get_body(("html",)).get_content()).group(1)
+    assert "A link from a test mail" in site.get(preferences).text
     assert site.subscriber(ana["id"])["status"] == "active"
+
+
+def test_the_preview_shows_subjects_decoded(site, ana):
+    page = site.get(f"/preview/{SLUG}?email=ana@example.org")
+    headers = re.search(r'<pre id="headers">(.*?)</pre>', page.text, re.S).group(1)
+    assert "Subject: Boletín de Internet de ALC: aliados, escuelas" in headers
+    assert "=?utf-8?" not in headers
 
 
 @pytest.mark.parametrize("token", [None, "forged.token"])

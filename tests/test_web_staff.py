@@ -407,3 +407,40 @@ def test_campaign_history_records_why_a_campaign_paused(db, tmp_path):
     campaign_state.set_state(db, SLUG, "paused", reason="relay refused the login (535)")
     assert [(entry["state"], entry["reason"]) for entry in campaign_state.history(db, SLUG)] == [
         ("scheduled", "built"), ("sending", ""), ("paused", "relay refused the login (535)")]
+
+
+def test_a_report_shown_again_follows_changes_made_since(site, sent):
+    staff = Staff(site)
+    assert re.search(r'id="unsubscribes">0<', staff.get(f"/staff/campaigns/{SLUG}").text)
+    person = site.db.execute("SELECT id FROM subscribers WHERE email = 'person1@example.org'").fetchone()[0]
+    site.clock.advance(60)
+    set_status(site.db, person, "unsubscribed", clock=site.clock)
+    assert re.search(r'id="unsubscribes">1<', staff.get(f"/staff/campaigns/{SLUG}").text)
+    site.db.execute("UPDATE deliveries SET status = 'bounced', updated_at = '2026-11-23T13:00:00Z' "
+                    "WHERE email = 'person0@example.org'")
+    outcome = staff.get(f"/staff/campaigns/{SLUG}").text
+    assert re.search(r"bounced <strong>1</strong>", outcome)
+
+
+def test_set_password_stores_only_a_hash_and_keeps_the_rest_of_the_config(tmp_path):
+    from click.testing import CliRunner
+
+    from newsletter.cli import cli
+    from newsletter.config import load_config
+    from werkzeug.security import check_password_hash
+
+    config = tmp_path / "newsletter.toml"
+    config.write_text('# our settings\n[newsletter]\nlist_name = "Digest"\n\n[web]\nport = 9000  # the port\n'
+                      '\n[digest]\nrules = []\n', encoding="utf-8")
+    runner = CliRunner()
+    for password in (PASSWORD, "a second good password"):
+        result = runner.invoke(cli, ["--config", str(config), "staff", "set-password", "--password", password])
+        assert result.exit_code == 0, result.output
+    text = config.read_text(encoding="utf-8")
+    assert PASSWORD not in text and "a second good password" not in text
+    assert text.count("staff_password") == 1 and "# our settings" in text and "port = 9000  # the port" in text
+    loaded = load_config(config)
+    assert check_password_hash(loaded.web.staff_password, "a second good password")
+    assert (loaded.web.port, loaded.list_name, loaded.digest.rules) == (9000, "Digest", [])
+    short = runner.invoke(cli, ["--config", str(config), "staff", "set-password", "--password", "short"])
+    assert short.exit_code != 0 and "at least 10 characters" in short.output

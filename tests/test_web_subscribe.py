@@ -165,3 +165,49 @@ def test_the_throttle_forgets_after_the_window():
     assert throttle.allow("c", "other-ip")  # a refused attempt counts against nothing
     clock.advance(60)
     assert throttle.allow("d", "ip")
+
+
+def test_a_confirmation_link_works_once_and_never_undoes_a_later_unsubscribe(site, smtp):
+    subscribe(site, "ana@example.org", interests=["security"])
+    link = confirmation_link(smtp, "ana@example.org")
+    form = site.get(link).form("confirm")
+    assert site.post(form.action, form.fields).status == 200
+    ana = get(site.db, "ana@example.org")
+    set_status(site.db, ana["id"], "unsubscribed", clock=site.clock)
+    again = site.get(link)
+    assert again.status == 400 and "ya se ha usado" in again.text
+    assert site.post(form.action, form.fields).status == 400
+    assert get(site.db, "ana@example.org")["status"] == "unsubscribed"
+
+
+def test_a_link_mailed_before_a_preference_change_cannot_revert_it(site, smtp):
+    from newsletter.subscribers import update_preferences
+
+    subscribe(site, "ana@example.org", interests=["security"])
+    form = site.get(confirmation_link(smtp, "ana@example.org")).form("confirm")
+    pending = get(site.db, "ana@example.org")
+    update_preferences(site.db, pending["id"], interests=["grants"], clock=site.clock)
+    assert site.post(form.action, form.fields).status == 400
+    assert get(site.db, "ana@example.org")["interests"] == 1 << 4
+
+
+def test_the_answer_does_not_wait_for_the_mail(site, tmp_path):
+    """The relay accepts the connection and never speaks: the visitor's page comes back all the same."""
+    import socket
+
+    from web_support import request
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    site.config.smtp_url = f"smtp://127.0.0.1:{silent.getsockname()[1]}"
+    form = site.get("/subscribe", Accept_Language="es").form("subscribe")
+    body = "&".join(f"{k}={v}" for k, v in form.values(email="ana%40example.org", name="Ana", country="TT",
+                                                      consent="yes"))
+    try:
+        answer = request(site.absolute(form.action), "POST", body.encode(),
+                         {"Content-Type": "application/x-www-form-urlencoded"})
+        assert answer.status == 200 and "Revise su bandeja de entrada" in answer.text
+    finally:
+        silent.close()  # the waiting job's connection is reset: it logs the failure and ends
+        site.drain()

@@ -28,6 +28,7 @@ from newsletter.db import connect
 from newsletter.signing import PREFERENCES, UNSUBSCRIBE, Signer
 from newsletter.subscribers import add, get_by_id
 from newsletter.web import create_app
+from newsletter.web.state import EXTENSION_KEY
 
 REPO = Path(__file__).resolve().parents[1]
 SECRET = "web-tests-" + "k" * 32
@@ -175,6 +176,14 @@ class LiveSite:
     def add_subscriber(self, email: str, **fields) -> dict:
         return add(self.db, email, clock=self.clock, **fields)
 
+    def mark_sent(self, slug: str) -> None:
+        """Record one sent delivery of the campaign: the archive shows only issues that went out."""
+        person = self.add_subscriber(f"archive-reader-{len(slug)}-{abs(hash(slug)) % 10**8}@example.org")
+        stamp = "2026-11-23T12:00:00Z"
+        self.db.execute("INSERT OR IGNORE INTO deliveries (campaign, subscriber_id, email, status, created_at, "
+                        "updated_at, sent_at) VALUES (?, ?, ?, 'sent', ?, ?, ?)",
+                        [slug, person["id"], person["email"], stamp, stamp, stamp])
+
     def subscriber(self, subscriber_id: int) -> dict:
         return get_by_id(self.db, subscriber_id)
 
@@ -193,10 +202,16 @@ class LiveSite:
         return request(self.absolute(path), headers={k.replace("_", "-"): v for k, v in headers.items()})
 
     def post(self, path: str, fields: list[tuple[str, str]] | dict, **headers: str) -> Page:
+        """POST a form, then wait for the mail work the page left to the background (opt-in mails)."""
         body = urlencode(fields).encode()
         sent = {"Content-Type": "application/x-www-form-urlencoded",
                 **{k.replace("_", "-"): v for k, v in headers.items()}}
-        return request(self.absolute(path), "POST", body, sent)
+        page = request(self.absolute(path), "POST", body, sent)
+        self.drain()
+        return page
+
+    def drain(self) -> None:
+        self.app.extensions[EXTENSION_KEY].background.drain()
 
     def post_multipart(self, path: str, fields: list[tuple[str, str]]) -> Page:
         body, content_type = multipart(fields)

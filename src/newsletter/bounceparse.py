@@ -86,6 +86,7 @@ def analyse(message: bytes, *, bounce_address: str, secret: str) -> BounceReport
     except Exception as error:  # garbage in, "unknown" out: one bad message must not stop a run
         report = BounceReport(UNKNOWN, None, [], "", f"unreadable message: {error!r}", "error")
         report.sender, report.subject = _envelope_of(relevant)
+        relevant = relevant[:_UNREADABLE_KEPT]  # what a person needs to look at it, not a 20 MB copy
     report.relevant = relevant
     return report
 
@@ -161,6 +162,7 @@ _ADDRESS = re.compile(r"(?<![\w.+=-])[\w.+=-]+@[\w-]+(?:\.[\w-]+)+")
 _UNSUBSCRIBE_TOKEN = re.compile(r"(?:/u/|unsubscribe(?:%20|\+|\s)+)(\.?[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{20,})")
 _MESSAGE_ID = re.compile(r"<[^<>\s@]+@[^<>\s@]+>")
 _NOTICE_LIMIT = 64_000  # servers explain a failure in a few lines; more is a quoted message
+_UNREADABLE_KEPT = 256 * 1024
 _MTA_LOCAL_PARTS = {"mailer-daemon", "mailerdaemon", "mail-daemon", "postmaster", "mdaemon"}
 _MTA_NAME = re.compile(r"mail delivery|mailer.daemon|postmaster|mail administrator|mdaemon", re.I)
 # Subjects of bounces and delay warnings, in English and the usual translations (es, pt, fr, de, it, nl).

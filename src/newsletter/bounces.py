@@ -29,9 +29,10 @@ from .config import BounceSettings, Config
 from .deliveries import Job
 from .mailboxes import file_reviewed, iter_mailbox
 from .signing import UNSUBSCRIBE, BadToken, Signer
-from .subscribers import mark_bounced
+from .subscribers import get_by_id, mark_bounced
 from .suppressions import is_suppressed
 from .transport import Reply
+from .unsubscribe_requests import unsubscribe_subscriber
 
 KINDS = (HARD, SOFT, COMPLAINT)
 ADDRESS = "address"  # matched_by of an event tied to its subscriber by a plain address only
@@ -223,6 +224,31 @@ def _unreadable_reason(report: BounceReport) -> str:
     if report.source == "arf":
         return f"a feedback report that is not a complaint ({report.diagnostic})"
     return "not a bounce or complaint we can read (a person's reply, or a new kind of report)"
+
+
+def apply_provider_event(db: sqlite_utils.Database, config: Config, provider: str, event, *,
+                         clock: Clock = SystemClock()) -> Outcome | None:
+    """One verified event from a provider's webhook (webhooks.ProviderEvent), through the same policy and
+    into the same bounce_events. The provider vouches for the address, so it is trusted like VERP: by the
+    Message-ID we sent when the provider reports it, else by the address. None when it is nobody we know."""
+    row = by_message_id(db, event.message_id) if event.message_id else None
+    if row is None or row[2].lower() != event.email.lower():
+        found = db.execute("SELECT id, email FROM subscribers WHERE email = ?", [event.email.strip().lower()]).fetchone()
+        if found is None:
+            return None
+        row = (None, found[0], found[1])
+    delivery_id, subscriber_id, email = row
+    if event.kind == "unsubscribe":
+        db.execute("INSERT INTO bounce_events (delivery_id, subscriber_id, email, kind, code, diagnostic, source, "
+                   "matched_by, created_at) VALUES (?, ?, ?, 'unsubscribe', '', ?, ?, 'webhook', ?)",
+                   [delivery_id, subscriber_id, email, event.diagnostic[:500], provider, utc_iso(clock.now())])
+        subscriber = get_by_id(db, subscriber_id)
+        changed = subscriber is not None and unsubscribe_subscriber(db, subscriber, clock=clock)
+        return Outcome(email, "unsubscribed (provider)" if changed else "unsubscribe logged (already not mailed)",
+                       changed)
+    return record_event(db, kind=event.kind, email=email, delivery_id=delivery_id, subscriber_id=subscriber_id,
+                        code=event.status, diagnostic=event.diagnostic, source=provider, matched_by="webhook",
+                        settings=config.bounces, clock=clock)
 
 
 @dataclass

@@ -101,7 +101,7 @@ class Campaign:
         return (texts.get(lang) or texts.get("en")) if texts else None
 
 
-_SENTENCE = re.compile(r"(.+?[.!?…])(?=\s|$)", re.DOTALL)
+_SENTENCE = re.compile(r"(.{12,}?[.!?…])(?=\s|$)", re.DOTALL)  # "Dr." alone is no sentence
 
 
 def first_sentence(text: str) -> str:

@@ -550,6 +550,7 @@ def articles_show(file):
     table.add_row("authors", "; ".join(f"{a.name} ({a.role})" if a.role else a.name for a in article.authors))
     table.add_row("language", article.language)
     table.add_row("interests", ", ".join(article.interests))
+    table.add_row("filed by", article.filing)
     table.add_row("countries", ", ".join(article.countries))
     table.add_row("url", article.url)
     table.add_row("summary", summarize(article))
@@ -609,7 +610,6 @@ def campaign_build(app, slug, out):
     from rich.table import Table
 
     from . import segments
-    from .campaigns import GENERAL
     from .clock import SystemClock
     from .db import LANGUAGES
     from .interests import Taxonomy
@@ -627,7 +627,7 @@ def campaign_build(app, slug, out):
     console.print(f"Written to {out}. {count} article{'' if count == 1 else 's'}; segment {campaign.segment} "
                   f"({segments.count(app.db, campaign.segment):,} subscribers now)", highlight=False)
     for placement in report.placements:
-        section = renderer.section_label(placement.section, "en") if placement.section != GENERAL else "More news"
+        section = renderer.section_label(placement.section, "en")
         console.print(f"  {escape(placement.article.slug)} -> {escape(section)}: {escape(placement.reason)}",
                       highlight=False, soft_wrap=True)
     for lang, missing in report.missing.items():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import sqlite_utils
 
@@ -283,6 +283,15 @@ def _v6(db: sqlite_utils.Database) -> None:
 
 
 def _v7(db: sqlite_utils.Database) -> None:
+    """Counts come from segment_counts, so the index (status, country, language, interests) only cost time: a
+    bulk import had to build it, every write to keep it, and the planner took it to select a big segment in id
+    order (a sort of most of the table). suspended_schema keeps the SQL of the indexes a bulk import drops
+    for a while, so that connect() can make them again if the import died."""
+    db.conn.execute("DROP INDEX IF EXISTS subscribers_segment")
+    db.conn.execute("CREATE TABLE suspended_schema (name TEXT PRIMARY KEY, sql TEXT NOT NULL)")
+
+
+def _v8(db: sqlite_utils.Database) -> None:
     """audience_version: a number that every change of who may be mailed moves on (a status change, an
     erasure, a suppression), kept by triggers whatever code made the change. A sender fetches a batch's
     subscribers once and reads only this number before each message, fetching again when it moved: an
@@ -302,10 +311,8 @@ def _v7(db: sqlite_utils.Database) -> None:
 
 
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
-
-SEGMENT_INDEX = "CREATE INDEX IF NOT EXISTS subscribers_segment ON subscribers (status, country, language, interests)"
 
 _GROUP = ("status = {row}.status AND country = {row}.country AND language = {row}.language "
           "AND interests = {row}.interests")
@@ -331,33 +338,57 @@ def segment_counts_live(db: sqlite_utils.Database) -> bool:
     return found.fetchone()[0] == len(names)
 
 
-def suspend_segment_upkeep(db: sqlite_utils.Database) -> None:
-    """For a bulk load into an empty table: no segment index or counts triggers until start_segment_counts().
-    Call inside the load's transaction."""
-    db.conn.execute("DROP INDEX IF EXISTS subscribers_segment")
+def suspend_subscriber_upkeep(db: sqlite_utils.Database) -> None:
+    """For a bulk load into an empty table: drop every index on subscribers but the unique email index (its SQL
+    kept in suspended_schema), and the counts triggers, until resume_subscriber_upkeep(). Making an index in
+    one sort at the end is cheaper than keeping it row by row. Call inside the load's transaction."""
+    indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = 'subscribers' "
+                         "AND sql IS NOT NULL").fetchall()
+    for name, sql in indexes:
+        db.conn.execute("INSERT OR REPLACE INTO suspended_schema VALUES (?, ?)", [name, sql])
+        db.conn.execute(f'DROP INDEX "{name}"')
     for name in SEGMENT_COUNT_TRIGGERS:
         db.conn.execute(f"DROP TRIGGER IF EXISTS {name}")
 
 
-def start_segment_counts(db: sqlite_utils.Database) -> None:
-    """Count every group afresh in one GROUP BY and let the triggers carry on from there; call inside a
+def resume_subscriber_upkeep(db: sqlite_utils.Database,
+                             counts: Mapping[tuple[str, str, str, int], int] | None = None) -> None:
+    """Make the suspended indexes again and start the counts: from `counts` ((status, country, language,
+    interests) -> subscribers) when the caller knows them exactly, else from one GROUP BY. Call inside a
     transaction."""
-    db.conn.execute(SEGMENT_INDEX)
+    for name, sql in db.execute("SELECT name, sql FROM suspended_schema").fetchall():
+        if db.execute("SELECT NOT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = ?)",
+                      [name]).fetchone()[0]:
+            db.conn.execute(sql)
+    db.conn.execute("DELETE FROM suspended_schema")
+    start_segment_counts(db, counts)
+
+
+def start_segment_counts(db: sqlite_utils.Database,
+                         counts: Mapping[tuple[str, str, str, int], int] | None = None) -> None:
+    """Fill segment_counts afresh (from `counts`, or counting every group in one GROUP BY) and let the
+    triggers carry on from there; call inside a transaction."""
     db.conn.execute("DELETE FROM segment_counts")
-    db.conn.execute("INSERT INTO segment_counts SELECT status, country, language, interests, count(*) "
-                    "FROM subscribers GROUP BY status, country, language, interests")
+    if counts is None:
+        db.conn.execute("INSERT INTO segment_counts SELECT status, country, language, interests, count(*) "
+                        "FROM subscribers GROUP BY status, country, language, interests")
+    else:
+        db.conn.executemany("INSERT INTO segment_counts VALUES (?, ?, ?, ?, ?)",
+                            [(*group, n) for group, n in counts.items()])
     for name, body in SEGMENT_COUNT_TRIGGERS.items():
         db.conn.execute(f"CREATE TRIGGER IF NOT EXISTS {name} {body}")
 
 
 def ensure_indexes(db: sqlite_utils.Database) -> None:
-    """The index and counts a bulk import suspends while it fills an empty table; made again here if it died
-    meanwhile."""
-    db.conn.execute(SEGMENT_INDEX)
-    if not segment_counts_live(db):
+    """What a bulk import suspends while it fills an empty table, made again here if it died meanwhile."""
+    def incomplete() -> bool:
+        return bool(db.execute("SELECT EXISTS (SELECT 1 FROM suspended_schema)").fetchone()[0]) or \
+            not segment_counts_live(db)
+
+    if incomplete():
         with transaction(db):
-            if not segment_counts_live(db):  # another process may have restored them meanwhile
-                start_segment_counts(db)
+            if incomplete():  # another process may have made them again meanwhile
+                resume_subscriber_upkeep(db)
 
 
 def schema_version(db: sqlite_utils.Database) -> int:

@@ -14,7 +14,6 @@ from typing import IO
 
 import sqlite_utils
 
-from . import campaign_state
 from .clock import Clock, SystemClock, parse_utc, utc_iso
 from .db import transaction
 from .segments import Segment
@@ -133,24 +132,6 @@ def record(db: sqlite_utils.Database, job: Job, status: str, *, now: datetime, c
         [status, 1 if count_attempt else 0, utc_iso(next_attempt_at) if next_attempt_at else None, code,
          enhanced, text[:500], message_id, stamp, status, stamp, job.id],
     )
-
-
-def retry_failed(db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> int:
-    """Queue the campaign's failed deliveries again (the staff page's "retry failed"), for people still
-    active, and put a finished campaign back to sending so the scheduler takes them (the sender checks the
-    suppression list again before each message). Bounced rows stay: the recipient's server named that
-    mailbox as gone."""
-    now = utc_iso(clock.now())
-    with transaction(db):
-        queued = db.execute(
-            """UPDATE deliveries SET status = 'queued', attempts = 0, next_attempt_at = NULL, updated_at = ?
-               WHERE campaign = ? AND status = 'failed' AND subscriber_id IN (
-                   SELECT id FROM subscribers WHERE status = 'active')""",
-            [now, slug]).rowcount
-        row = campaign_state.get(db, slug)
-        if queued and row is not None and row["state"] == "sent":
-            campaign_state.set_state(db, slug, "sending", clock=clock, reason=f"{queued} failed deliveries retried")
-    return queued
 
 
 def counts(db: sqlite_utils.Database, slug: str) -> dict[str, int]:

@@ -6,7 +6,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .packaged import SAMPLE_CAMPAIGNS, SAMPLE_SUBSCRIBERS
+from .packaged import SAMPLE_CAMPAIGNS, SAMPLE_LOGO, SAMPLE_SUBSCRIBERS
 
 DEMO_CONFIG = """\
 # Written by `newsletter demo`; a throwaway setup. Use `newsletter init` for a real one.
@@ -14,7 +14,8 @@ DEMO_CONFIG = """\
 database = "newsletter.db"
 campaigns_dir = "campaigns"
 templates_dir = "templates"
-list_name = "LAC Internet Digest (demo)"
+postal_address = "Rambla Example 1234\\n11300 Montevideo, Uruguay"
+logo = "{logo}"
 sender_name = "LAC Regional Bureau"
 sender_address = "news@lac.example.org"
 bounce_address = "bounces@lac.example.org"
@@ -23,6 +24,12 @@ base_url = "http://127.0.0.1:8080"
 timezone = "America/Port_of_Spain"
 smtp_url = "smtp://127.0.0.1:{port}"
 secret_key = "{secret}"
+
+[newsletter.list_name]
+en = "LAC Internet Digest (demo)"
+es = "Boletín de Internet de ALC (demo)"
+pt = "Boletim de Internet da ALC (demo)"
+fr = "Lettre Internet ALC (démo)"
 
 [sending]
 connections = 4
@@ -52,5 +59,6 @@ def copy_sample_campaigns(folder: Path) -> Path:
 def write_config(folder: Path, port: int) -> Path:
     """A config pointing at the local server on `port`."""
     config_path = folder / "newsletter.toml"
-    config_path.write_text(DEMO_CONFIG.format(port=port, secret=secrets.token_urlsafe(24)), encoding="utf-8")
+    config_path.write_text(DEMO_CONFIG.format(port=port, secret=secrets.token_urlsafe(24),
+                                                      logo=SAMPLE_LOGO.as_posix()), encoding="utf-8")
     return config_path

@@ -15,6 +15,7 @@ TEMPLATES = PACKAGE_DIR / "templates"
 SAMPLE_CAMPAIGNS = PACKAGE_DIR / "samples" / "campaigns"
 SAMPLE_CAMPAIGN = "2026-12-lac-digest"
 SAMPLE_SUBSCRIBERS = PACKAGE_DIR / "samples" / "subscribers" / "sample.csv"
+SAMPLE_LOGO = PACKAGE_DIR / "samples" / "logo.png"
 TEMPLATE_KINDS = ("email", "web")
 
 

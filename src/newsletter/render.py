@@ -33,7 +33,7 @@ from .campaigns import (
 )
 from .config import Config
 from .i18n import email_environment, gettext_for
-from .images import LAYOUT_WIDTH, LOGO_MAX_HEIGHT, fit, image_size
+from .images import LAYOUT_WIDTH, LOGO_MAX_HEIGHT, ImageError, fit, image_size
 from .interests import Taxonomy
 
 SLOTS = ("greeting", "email", "preferences_url", "unsubscribe_url")
@@ -156,7 +156,7 @@ class IssueRenderer:
         base_url, slug = self.config.base_url, self.campaign.slug
         image = None
         if version.image:
-            width, height = fit(image_size(self.campaign.folder / version.image))
+            width, height = fit(self._size(self.campaign.folder / version.image, f"{article.source.name}: image"))
             image = SimpleNamespace(url=image_url(base_url, slug, version.image), width=width, height=height,
                                     alt=version.image_alt)
         return SimpleNamespace(
@@ -169,9 +169,16 @@ class IssueRenderer:
         logo = self.config.logo
         if logo is None:
             return None
-        width, height = fit(image_size(logo), LAYOUT_WIDTH, LOGO_MAX_HEIGHT)
+        width, height = fit(self._size(logo, "[newsletter] logo"), LAYOUT_WIDTH, LOGO_MAX_HEIGHT)
         return SimpleNamespace(url=logo_url(self.config.base_url, logo), width=width, height=height,
                                alt=self.config.list_name_for(lang))
+
+    @staticmethod
+    def _size(path: Path, what: str) -> tuple[int, int]:
+        try:
+            return image_size(path)
+        except ImageError as exc:
+            raise RenderError(f"{what}: {exc}") from None
 
     def _render(self, lang: str, key: tuple, interests: frozenset[str], country: str) -> RenderedVariant:
         campaign = self.campaign
@@ -310,8 +317,7 @@ class BuildReport:
 def build_campaign(renderer: IssueRenderer, out_dir: Path, langs: tuple[str, ...], today: date) -> BuildReport:
     """Render the review copies and check the issue: where each article went and why, languages, links."""
     files = render_campaign_files(renderer, out_dir, langs)
-    full = frozenset(renderer.taxonomy.slugs)
-    unresolved = {lang: unresolved_links(renderer.variant(lang, full, "").html) for lang in langs}
+    unresolved = {lang: unresolved_links(renderer.full_issue(lang).html) for lang in langs}
     warnings = [*content_warnings(renderer.campaign, today), *renderer.warnings]
     postal = postal_address_warning(renderer.config)
     if postal:

@@ -4,8 +4,8 @@ Terms are ANDed; the comma-separated values of one term are ORed. `@name` includ
 Quote a value that has spaces: `country:"Trinidad y Tobago",BB`.
 With no status term a segment means active subscribers, so nobody unsubscribed is ever selected by
 accident. A count sums the matching groups of the segment_counts table, which triggers keep true on every
-write (db.py), so it costs the same for ten subscribers or a million; the queries that select subscribers
-use the index on subscribers (status, country, language, interests).
+write (db.py), so it costs the same for ten subscribers or a million; the subscribers of a segment are
+read in id order, in one pass over the table.
 """
 
 from __future__ import annotations
@@ -46,11 +46,18 @@ class Segment:
         return " ".join(parts) or "status:active"
 
     def where(self, taxonomy: Taxonomy, alias: str = "") -> tuple[str, list]:
-        """SQL condition and parameters selecting this segment's subscribers."""
+        """SQL condition and parameters selecting this segment's subscribers.
+
+        The unary + keeps SQLite from reading the segment through an index led by status: subscribers are
+        selected in id order, and for a segment of any size one pass over the table in that order is cheaper
+        than an index search and a sort of most of it (about 3x at a million)."""
         prefix = f"{alias}." if alias else ""
+        return self._condition(taxonomy, f"+{prefix}status", prefix)
+
+    def _condition(self, taxonomy: Taxonomy, status: str, prefix: str = "") -> tuple[str, list]:
         statuses = sorted(self.statuses or {"active"})
         clauses, params = self._audience(taxonomy, prefix)
-        return " AND ".join([f"{prefix}status IN ({', '.join('?' * len(statuses))})", *clauses]), [*statuses, *params]
+        return " AND ".join([f"{status} IN ({', '.join('?' * len(statuses))})", *clauses]), [*statuses, *params]
 
     def _audience(self, taxonomy: Taxonomy, prefix: str = "") -> tuple[list[str], list]:
         """The conditions on country, language and interests: everything but the status."""
@@ -146,7 +153,7 @@ def count(db: sqlite_utils.Database, segment: Segment | str, *, clock: Clock = S
     """
     segment = parse_segment(segment, db) if isinstance(segment, str) else segment
     taxonomy = Taxonomy.load(db)
-    where, params = segment.where(taxonomy)
+    where, params = segment._condition(taxonomy, "status")  # segment_counts' key starts with status
     table, total = ("segment_counts", "sum(n)") if segment_counts_live(db) else ("subscribers", "count(*)")
     matched = db.execute(f"SELECT coalesce({total}, 0) FROM {table} WHERE {where}", params).fetchone()[0]
     statuses = segment.statuses or {"active"}

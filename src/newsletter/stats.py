@@ -14,6 +14,7 @@ import sqlite_utils
 
 from . import deliveries
 from .clock import parse_utc, utc_iso
+from .db import STATUSES, segment_counts_live
 from .interests import Taxonomy
 
 LOST_STATUSES = ("unsubscribed", "bounced", "complained")
@@ -67,15 +68,22 @@ def timeline(db: sqlite_utils.Database, slug: str) -> Timeline:
     minutes = int((end - start).total_seconds() // 60) + 1
     bucket = next(size for size in (1, 2, 5, 10, 15, 30, 60, 120, 240, 360, 720, 1440, 10080, 10 ** 9)
                   if minutes / size <= MAX_TIMELINE_BUCKETS)
-    # minutes since start, per row, from the ISO text: julianday() works on the index's own column
+    # Grouped by the stamp itself, the index's own order: no sort, and at most one row per second and outcome
+    # (a send takes longer than it has seconds only at thousands of messages a second); minutes are then
+    # put in buckets here.
     rows = db.execute(
-        f"""SELECT status, CAST((julianday(updated_at) - julianday(?)) * 1440 AS INTEGER) / ? AS slot, count(*)
-            FROM deliveries WHERE campaign = ? AND status IN ({marks}) GROUP BY status, slot""",
-        [utc_iso(start), bucket, slug, *OUTCOMES_OVER_TIME]).fetchall()
-    slots = max(row[1] for row in rows) + 1
+        f"""SELECT status, updated_at, count(*) FROM deliveries WHERE campaign = ? AND status IN ({marks})
+            GROUP BY status, updated_at""", [slug, *OUTCOMES_OVER_TIME]).fetchall()
+    slots = (minutes - 1) // bucket + 1
     series = {outcome: [0] * slots for outcome in OUTCOMES_OVER_TIME}
-    for status, slot, count in rows:
-        series[status][slot] = count
+    slot_of: dict[str, int] = {}
+    for status, stamp, count in rows:
+        minute = stamp[:16]
+        slot = slot_of.get(minute)
+        if slot is None:
+            offset = int((datetime.fromisoformat(minute + ":00+00:00") - start).total_seconds() // 60)
+            slot = slot_of[minute] = min(slots - 1, offset // bucket)
+        series[status][slot] += count
     labels = [f"{start + timedelta(minutes=slot * bucket):%Y-%m-%d %H:%M}" for slot in range(slots)]
     return Timeline(bucket, labels, series)
 
@@ -169,18 +177,22 @@ class CampaignSummary:
 
 def recent_campaigns(db: sqlite_utils.Database, limit: int = 10) -> list[CampaignSummary]:
     """The campaigns that sent something, newest first, each with its headline figures."""
-    summaries = []
-    for row in db.query(
-            "SELECT slug, title, state, coalesce(finished_at, started_at, updated_at) AS at FROM campaigns "
-            "WHERE state IN ('sending', 'paused', 'sent', 'cancelled') ORDER BY at DESC LIMIT ?", [limit]):
-        counts = deliveries.counts(db, row["slug"])
-        complaints = db.execute(
-            "SELECT count(DISTINCT e.subscriber_id) FROM bounce_events e CROSS JOIN deliveries d "
-            "ON d.id = e.delivery_id WHERE d.campaign = ? AND e.kind = 'complaint'", [row["slug"]]).fetchone()[0]
-        summaries.append(CampaignSummary(row["slug"], row["title"], row["state"], row["at"], counts["sent"],
-                                         counts["bounced"] + counts["failed"], complaints,
-                                         attributed_unsubscribes(db, row["slug"])))
-    return summaries
+    return [summarize(db, row) for row in recent_campaign_rows(db, limit)]
+
+
+def recent_campaign_rows(db: sqlite_utils.Database, limit: int = 10) -> list[dict]:
+    return list(db.query(
+        "SELECT slug, title, state, coalesce(finished_at, started_at, updated_at) AS at FROM campaigns "
+        "WHERE state IN ('sending', 'paused', 'sent', 'cancelled') ORDER BY at DESC LIMIT ?", [limit]))
+
+
+def summarize(db: sqlite_utils.Database, row: dict) -> CampaignSummary:
+    counts = deliveries.counts(db, row["slug"])
+    complaints = db.execute(
+        "SELECT count(DISTINCT e.subscriber_id) FROM bounce_events e CROSS JOIN deliveries d "
+        "ON d.id = e.delivery_id WHERE d.campaign = ? AND e.kind = 'complaint'", [row["slug"]]).fetchone()[0]
+    return CampaignSummary(row["slug"], row["title"], row["state"], row["at"], counts["sent"],
+                           counts["bounced"] + counts["failed"], complaints, attributed_unsubscribes(db, row["slug"]))
 
 
 @dataclass
@@ -198,19 +210,22 @@ def audience_history(db: sqlite_utils.Database, now: datetime) -> AudienceHistor
     to a lost one (unsubscribed, bounced, complained), and in that status after it. Pauses are counted as
     subscribed, and an earlier unsubscribe followed by a re-subscription is not seen (only the latest status
     change is kept)."""
-    joined_rows = db.execute("SELECT substr(created_at, 1, 7) AS month, status = 'pending', count(*) "
-                             "FROM subscribers GROUP BY month, status = 'pending'").fetchall()
     marks = ", ".join("?" * len(LOST_STATUSES))
     lost_rows = db.execute(f"SELECT status, substr(status_changed_at, 1, 7) AS month, count(*) FROM subscribers "
                            f"WHERE status IN ({marks}) GROUP BY status, month", list(LOST_STATUSES)).fetchall()
-    known = [row[0] for row in joined_rows] + [row[1] for row in lost_rows if row[1]]
+    first = db.execute("SELECT min(created_at) FROM subscribers").fetchone()[0]
+    known = ([first[:7]] if first else []) + [row[1] for row in lost_rows if row[1]]
     if not known:
         return AudienceHistory([], [], {s: [] for s in LOST_STATUSES}, {})
     months = _months(min(known), max(max(known), f"{now:%Y-%m}"))
     index = {month: i for i, month in enumerate(months)}
     joined, pending = [0] * len(months), [0] * len(months)
-    for month, is_pending, count in joined_rows:
-        (pending if is_pending else joined)[index[month]] += count
+    # one index range per month (subscribers_created): no sort of a million rows, as GROUP BY month would need
+    for i, month in enumerate(months):
+        following = months[i + 1] if i + 1 < len(months) else "9999"
+        created, waiting = db.execute("SELECT count(*), total(status = 'pending') FROM subscribers "
+                                      "WHERE created_at >= ? AND created_at < ?", [month, following]).fetchone()
+        joined[i], pending[i] = created - int(waiting), int(waiting)
     lost = {status: [0] * len(months) for status in LOST_STATUSES}
     for status, month, count in lost_rows:
         lost[status][index[month or months[0]]] += count
@@ -220,6 +235,31 @@ def audience_history(db: sqlite_utils.Database, now: datetime) -> AudienceHistor
         at_end[status] = _running(lost[status])
         at_end["subscribed"] = [have - gone for have, gone in zip(at_end["subscribed"], at_end[status])]
     return AudienceHistory(months, joined, lost, at_end)
+
+
+def campaign_fingerprint(db: sqlite_utils.Database, slug: str) -> tuple:
+    """Changes whenever a campaign's report may have changed: the count and newest stamp per status (one
+    pass over the campaign's index entries, no table rows), the bounce events and the unsubscribes.
+    web/staff.py shows a kept report again until then."""
+    newest = db.execute("SELECT status, count(*), max(updated_at) FROM deliveries WHERE campaign = ? "
+                        "GROUP BY status", [slug]).fetchall()
+    events = db.execute("SELECT max(id), count(*) FROM bounce_events").fetchone()
+    left = db.execute("SELECT count(*), max(status_changed_at) FROM subscribers WHERE status = 'unsubscribed'"
+                      ).fetchone()
+    return tuple(newest), tuple(events), tuple(left)
+
+
+def audience_fingerprint(db: sqlite_utils.Database) -> tuple:
+    """Changes whenever a subscriber is added or changes status (what audience_history counts), reading
+    small index ranges only: the newest id, the newest status change per status, and the count of every
+    status but the large ones (active and paused follow from the rest). An erasure is seen at the next
+    change."""
+    small = [status for status in STATUSES if status not in ("active", "paused")]
+    newest = db.execute("SELECT max(id), " + ", ".join(
+        [f"(SELECT max(status_changed_at) FROM subscribers WHERE status = '{status}')" for status in STATUSES]
+        + [f"(SELECT count(*) FROM subscribers WHERE status = '{status}')" for status in small])
+        + " FROM subscribers").fetchone()
+    return tuple(newest)
 
 
 def _months(first: str, last: str) -> list[str]:
@@ -241,19 +281,22 @@ def _running(values: list[int]) -> list[int]:
 
 def active_by_country(db: sqlite_utils.Database, limit: int = 20) -> list[tuple[str, int]]:
     """Active subscribers per country, largest first; the rest summed as "other"."""
-    rows = db.execute("SELECT country, count(*) AS n FROM subscribers WHERE status = 'active' "
-                      "GROUP BY country ORDER BY n DESC, country").fetchall()
+    table, total = ("segment_counts", "sum(n)") if segment_counts_live(db) else ("subscribers", "count(*)")
+    rows = db.execute(f"SELECT country, {total} AS n FROM {table} WHERE status = 'active' "
+                      "GROUP BY country HAVING n > 0 ORDER BY n DESC, country").fetchall()
     shown = [(country or "?", count) for country, count in rows[:limit]]
     rest = sum(count for _, count in rows[limit:])
     return shown + ([("other", rest)] if rest else [])
 
 
 def active_by_interest(db: sqlite_utils.Database) -> list[tuple[str, int]]:
-    """Active subscribers per interest (one person may count under several), in one pass over the index."""
+    """Active subscribers per interest (one person may count under several), in one pass over the segment
+    counts."""
     taxonomy = Taxonomy.load(db)
     slugs = taxonomy.slugs
     if not slugs:
         return []
-    sums = ", ".join(f"sum(interests & {taxonomy.mask([slug])} != 0)" for slug in slugs)
-    row = db.execute(f"SELECT {sums} FROM subscribers WHERE status = 'active'").fetchone()
+    table, weight = ("segment_counts", "n") if segment_counts_live(db) else ("subscribers", "1")
+    sums = ", ".join(f"sum((interests & {taxonomy.mask([slug])} != 0) * {weight})" for slug in slugs)
+    row = db.execute(f"SELECT {sums} FROM {table} WHERE status = 'active'").fetchone()
     return [(slug, row[i] or 0) for i, slug in enumerate(slugs)]

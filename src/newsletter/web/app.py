@@ -7,7 +7,9 @@ subscriber's language, or the visitor's when we do not know who they are.
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
 
 from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
@@ -16,10 +18,11 @@ from ..clock import Clock, SystemClock
 from ..config import Config
 from ..db import connect
 from ..signing import Signer
-from . import archive, preferences, preview, staff, staff_access, subscribe, unsubscribe
+from . import archive, hooks, preferences, preview, staff, staff_access, subscribe, unsubscribe
+from .background import Background
 from .pages import PageError, problem_page
 from .staff_access import LoginThrottle, write_session_cookie
-from .state import EXTENSION_KEY, WebState, close_database
+from .state import EXTENSION_KEY, ConnectionPool, WebState, close_database
 from .throttle import Throttle
 
 MAX_FORM_BYTES = 256 * 1024
@@ -36,8 +39,11 @@ def create_app(config: Config, *, clock: Clock = SystemClock()) -> Flask:
     connect(config.database).conn.close()
     app = Flask(__name__, static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = MAX_FORM_BYTES
-    app.extensions[EXTENSION_KEY] = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
-    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff):
+    web_state = WebState(config, clock, signer, Throttle(clock), LoginThrottle(clock))
+    web_state.background = Background(app)
+    web_state.pool = ConnectionPool(config.database)
+    app.extensions[EXTENSION_KEY] = web_state
+    for module in (subscribe, preferences, unsubscribe, archive, preview, staff_access, staff, hooks):
         app.register_blueprint(module.blueprint)
     app.teardown_appcontext(close_database)
     app.register_error_handler(PageError, problem_page)
@@ -109,9 +115,16 @@ def serve(config: Config, host: str | None = None, port: int | None = None, *, t
     shown_host = f"[{host}]" if ":" in host else host
     print(f"newsletter: serving on http://{shown_host}:{server.effective_port}/ with {threads} threads "
           "(Ctrl-C stops)", file=sys.stderr, flush=True)
+    if threading.current_thread() is threading.main_thread():  # systemd stops a service with SIGTERM
+        signal.signal(signal.SIGTERM, _stop)
     try:
         server.run()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, SystemExit):
         pass
     finally:
         server.close()
+        app.extensions[EXTENSION_KEY].background.drain()  # opt-in mails already promised go out first
+
+
+def _stop(_signum, _frame) -> None:
+    raise SystemExit(0)

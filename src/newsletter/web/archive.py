@@ -20,11 +20,11 @@ from ..clock import parse_utc
 from ..db import LANGUAGES
 from ..i18n import gettext_for, web_environment
 from ..images import MEDIA_TYPES
-from ..interests import Taxonomy
 from ..render import IssueRenderer, archive_url, greeting
 from .issues import find_campaign
 from .pages import PageError
-from .state import database, state
+from .staff_access import is_staff
+from .state import current_taxonomy, database, state
 
 blueprint = Blueprint("archive", __name__)
 
@@ -33,11 +33,21 @@ ARCHIVE_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'un
 FEED_ENTRIES = 50
 ATOM = "http://www.w3.org/2005/Atom"
 _ARTICLE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,200}")
-IMAGE_MAX_AGE = 7 * 24 * 3600  # pictures are named by the campaign and file; a day's caching spares the server
+IMAGE_MAX_AGE = 7 * 24 * 3600  # pictures are named by the campaign and file; a week's caching spares the server
+ElementTree.register_namespace("", ATOM)  # the feed's elements without a prefix
 
 
-def _campaign(slug: str, lang: str) -> Campaign:
-    if lang not in LANGUAGES:
+def was_sent(slug: str) -> bool:
+    """At least one delivery of the campaign has been sent (so its readers may open it here)."""
+    return database().execute("SELECT EXISTS (SELECT 1 FROM deliveries WHERE campaign = ? AND status = 'sent')",
+                              [slug]).fetchone()[0] == 1
+
+
+def _campaign(slug: str, lang: str, *, for_staff: bool = False) -> Campaign:
+    """The campaign behind an archive URL, or the one 404 page for every reason it cannot be shown: only
+    issues that went out to someone are public (a draft's or a scheduled issue's name is easy to guess).
+    `for_staff`: staff see a draft's pictures too (the preview of a draft shows them from here)."""
+    if lang not in LANGUAGES or not (was_sent(slug) or (for_staff and is_staff())):
         raise PageError(404, "not_found")
     try:
         return find_campaign(state().config, slug)
@@ -47,7 +57,7 @@ def _campaign(slug: str, lang: str) -> Campaign:
 
 
 def _renderer(campaign: Campaign) -> IssueRenderer:
-    return IssueRenderer(campaign, state().config, Taxonomy.load(database()))
+    return IssueRenderer(campaign, state().config, current_taxonomy())
 
 
 @blueprint.get("/archive/<slug>/<lang>")
@@ -96,7 +106,7 @@ def article(slug: str, lang: str, article: str) -> Response:
 @blueprint.get("/archive/<slug>/images/<name>")
 def image(slug: str, name: str) -> Response:
     """A picture an article of this campaign shows; nothing else in the folder is served."""
-    campaign = _campaign(slug, "en")
+    campaign = _campaign(slug, "en", for_staff=True)
     if not any(item.image == name for item in campaign.articles):
         raise PageError(404, "not_found")
     return _picture(campaign.folder / name)
@@ -129,7 +139,6 @@ def feed() -> Response:
     rows = database().execute(
         "SELECT slug, finished_at FROM campaigns WHERE state = 'sent' AND finished_at IS NOT NULL "
         "ORDER BY finished_at DESC LIMIT ?", [FEED_ENTRIES]).fetchall()
-    ElementTree.register_namespace("", ATOM)
     root = ElementTree.Element(f"{{{ATOM}}}feed", {"{http://www.w3.org/XML/1998/namespace}lang": lang})
     self_url = f"{base}{url_for('archive.feed', lang=lang)}"
     _add(root, "title", config.list_name_for(lang))

@@ -10,7 +10,7 @@ from email.utils import format_datetime, make_msgid
 from ..clock import Clock
 from ..config import Config
 from ..i18n import email_environment, gettext_for
-from ..render import inline_css
+from ..render import first_name, inline_css
 from ..transport import Reply, open_transport
 
 
@@ -18,13 +18,13 @@ def confirmation_message(config: Config, *, lang: str, name: str, address: str, 
                          clock: Clock) -> bytes:
     """templates/email/confirm.{html,txt} in `lang` as CRLF message bytes (policy SMTP: a relay takes them as is)."""
     environment = email_environment(config.templates_dir, lang)
-    context = {"name": name, "list_name": config.list_name, "confirm_url": confirm_url,
+    context = {"name": first_name(name), "list_name": config.list_name_for(lang), "confirm_url": confirm_url,
                "sender_name": config.sender_name}
     message = EmailMessage(policy=policy.SMTP)
     message["From"] = Address(config.sender_name, addr_spec=config.sender_address)
     message["To"] = Address(name, addr_spec=address)
     message["Subject"] = gettext_for(lang)("Confirm your subscription to %(list_name)s") % {
-        "list_name": config.list_name}
+        "list_name": config.list_name_for(lang)}
     message["Date"] = format_datetime(clock.now())
     message["Message-ID"] = make_msgid(domain=config.sender_domain)
     message["Content-Language"] = lang

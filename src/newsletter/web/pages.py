@@ -8,7 +8,7 @@ from ..i18n import negotiate, web_environment
 from .state import state
 
 # What each problem page says is chosen in templates/web/problem.html by its kind.
-PROBLEM_KINDS = ("invalid_link", "expired_confirmation", "bad_form", "bad_value", "not_found",
+PROBLEM_KINDS = ("invalid_link", "expired_confirmation", "used_confirmation", "bad_form", "bad_value", "not_found",
                  "not_allowed", "too_many", "server_error")
 
 
@@ -33,7 +33,7 @@ def visitor_language() -> str:
 def render_page(template: str, lang: str, *, status: int = 200, **context) -> Response:
     environment = web_environment(state().config.templates_dir, lang)
     html = environment.get_template(template).render(
-        list_name=state().config.list_name, url_for=url_for, **context
+        list_name=state().config.list_name_for(lang), url_for=url_for, **context
     )
     return Response(html, status=status, mimetype="text/html")
 

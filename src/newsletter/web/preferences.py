@@ -14,21 +14,23 @@ from flask import Blueprint, Response, redirect, request, url_for
 
 from ..clock import parse_utc
 from ..db import LANGUAGES
-from ..interests import Taxonomy
 from ..normalize import InvalidValue
 from ..signing import PREFERENCES, BadToken
 from ..subscribers import SubscriberError, get_by_id, set_status, update_preferences
 from ..suppressions import is_suppressed
 from ..unsubscribe_requests import FINAL_STATUSES, unsubscribe_subscriber
-from .countries import LANGUAGE_NAMES, country_choices
+from .countries import LANGUAGE_NAMES, country_options
 from .pages import PageError, render_page
-from .state import database, state
+from .subscribe import mail_confirmation
+from .unsubscribe import TEST_RECIPIENT_ID, test_link_page
+from .state import current_taxonomy, database, state
 from .tokens import form_token, form_token_is_valid
 
 blueprint = Blueprint("preferences", __name__)
 
 PAUSE_MONTHS = (1, 2, 3)
-DONE_KINDS = ("saved", "paused", "resumed", "unsubscribed")
+DONE_KINDS = ("saved", "paused", "resumed", "unsubscribed", "confirm_sent")
+RESUBSCRIBE_SOURCE = "preference centre: subscribe again"
 
 
 def months_later(moment: datetime, months: int) -> datetime:
@@ -49,15 +51,21 @@ def _subscriber(token: str) -> dict:
     return subscriber
 
 
+def _test_link(token: str) -> bool:
+    try:
+        return state().signer.unsign(token, PREFERENCES) == TEST_RECIPIENT_ID
+    except BadToken:
+        return False
+
+
 def _purpose(subscriber: dict) -> str:
     return f"preferences:{subscriber['id']}"
 
 
 def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", error: str = "") -> Response:
     lang = subscriber["language"] or "en"
-    taxonomy = Taxonomy.load(database())
+    taxonomy = current_taxonomy()
     chosen = set(taxonomy.slugs_in(subscriber["interests"]))
-    region, others = country_choices(lang)
     paused_until = parse_utc(subscriber["paused_until"]).date() if subscriber["paused_until"] else None
     return render_page(
         "preferences.html", lang, status=status,
@@ -65,7 +73,7 @@ def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", er
         action_url=url_for(".change", token=token),
         form_token=form_token(state().signer, _purpose(subscriber), state().clock),
         interests=[(slug, taxonomy.label(slug, lang), slug in chosen) for slug in taxonomy.slugs],
-        region_countries=region, other_countries=others,
+        country_options=country_options(lang, subscriber["country"]),
         languages=[(code, LANGUAGE_NAMES[code]) for code in LANGUAGES],
         pause_months=PAUSE_MONTHS, paused_until=paused_until,
         can_resume=subscriber["status"] in ("paused", "unsubscribed") and not is_suppressed(database(),
@@ -75,13 +83,27 @@ def _page(token: str, subscriber: dict, *, status: int = 200, done: str = "", er
     )
 
 
+def _mail_resubscription(subscriber_id: int) -> None:
+    subscriber = get_by_id(database(), subscriber_id)
+    if subscriber is None or subscriber["status"] != "unsubscribed":
+        return
+    taxonomy = current_taxonomy()
+    mail_confirmation(subscriber, name=subscriber["name"], country=subscriber["country"],
+                      language=subscriber["language"] or "en",
+                      interests=taxonomy.slugs_in(subscriber["interests"]), source=RESUBSCRIBE_SOURCE)
+
+
 @blueprint.get("/p/<token>")
 def show(token: str) -> Response:
+    if _test_link(token):
+        return test_link_page("preferences")
     return _page(token, _subscriber(token), done=request.args.get("done", ""))
 
 
 @blueprint.post("/p/<token>")
 def change(token: str) -> Response:
+    if _test_link(token):
+        return test_link_page("preferences")
     subscriber = _subscriber(token)
     lang = subscriber["language"] or "en"
     if not form_token_is_valid(state().signer, request.form.get("form_token"), _purpose(subscriber), state().clock):
@@ -106,8 +128,12 @@ def change(token: str) -> Response:
     elif action == "resume":
         if subscriber["status"] not in ("paused", "unsubscribed") or is_suppressed(db, subscriber["email"]):
             return _page(token, subscriber, status=400, error="cannot_resume")
-        set_status(db, subscriber["id"], "active", clock=clock)
-        done = "resumed"
+        if subscriber["status"] == "unsubscribed":  # a new subscription: a new opt-in and a new consent record
+            state().background.submit(_mail_resubscription, subscriber["id"])
+            done = "confirm_sent"
+        else:
+            set_status(db, subscriber["id"], "active", clock=clock)
+            done = "resumed"
     elif action == "unsubscribe":
         unsubscribe_subscriber(db, subscriber, clock=clock)
         done = "unsubscribed"

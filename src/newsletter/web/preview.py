@@ -14,9 +14,11 @@ from __future__ import annotations
 import hmac
 import secrets
 from dataclasses import dataclass, field
+from email import policy
+from email.parser import BytesHeaderParser
 
 import jinja2
-from flask import Blueprint, Response, jsonify, request, url_for
+from flask import Blueprint, Response, jsonify, redirect, request, url_for
 
 from .. import campaign_state
 from ..campaigns import CAMPAIGN_FILE, Campaign, CampaignError, load_campaign
@@ -26,6 +28,7 @@ from ..message import MessageFactory, new_message_id
 from ..normalize import InvalidValue, normalize_email
 from ..render import IssueRenderer, RenderedVariant, greeting
 from ..segments import Segment, SegmentError, parse_segment, saved_segments
+from ..signing import BadToken
 from ..subscribers import get
 from ..transport import open_transport
 from .issues import campaign_folder, content_version, find_campaign, missing_local_files, size_warning
@@ -37,6 +40,7 @@ from .tokens import form_token, form_token_is_valid
 blueprint = Blueprint("preview", __name__, url_prefix="/preview")
 
 FORM_PURPOSE = "preview"
+NOTICE = "preview-notice"
 SAMPLE_RECIPIENT = {"id": 0, "email": "subscriber@example.org", "name": "Ana"}
 FRAME_POLICY = ("default-src 'none'; img-src https: http: data:; style-src 'unsafe-inline'; base-uri 'none'; "
                 "form-action 'none'; frame-ancestors 'self'; sandbox allow-popups allow-popups-to-escape-sandbox")
@@ -133,9 +137,8 @@ def _page(slug: str, params, *, notice: str = "", status: int = 200) -> Response
         page = render_page("preview_broken.html", "en", slug=slug, error=_describe(error), nonce=nonce,
                            version=content_version(config, campaign_folder(config, slug)))
         return _with_script_policy(page, nonce)
-    head = shown.message.split(b"\r\n\r\n", 1)[0].decode("ascii", "replace")
     page = render_page(
-        "preview.html", "en", status=status, campaign=campaign, shown=shown, headers=head,
+        "preview.html", "en", status=status, campaign=campaign, shown=shown, headers=decoded_headers(shown.message),
         warnings=_warnings(campaign, shown), html_kb=len(shown.html.encode("utf-8")) / 1024,
         frame_url=url_for(".frame", slug=slug, **shown.params),
         version=content_version(config, campaign.folder), nonce=nonce,
@@ -144,6 +147,12 @@ def _page(slug: str, params, *, notice: str = "", status: int = 200) -> Response
         form_token=form_token(state().signer, FORM_PURPOSE, state().clock), notice=notice,
     )
     return _with_script_policy(page, nonce)
+
+
+def decoded_headers(message: bytes) -> str:
+    """The message's header block as a person reads it: encoded words (=?utf-8?q?...) decoded, one per line."""
+    head = BytesHeaderParser(policy=policy.default).parsebytes(message.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n")
+    return "\n".join(f"{name}: {value}" for name, value in head.items())
 
 
 def _describe(error: Exception) -> str:
@@ -182,7 +191,19 @@ def campaigns() -> Response:
 
 @blueprint.get("/<slug>")
 def issue(slug: str) -> Response:
-    return _page(slug, request.args)
+    return _page(slug, request.args, notice=_signed_notice())
+
+
+def _signed_notice() -> str:
+    """A result carried across the redirect after a test send; signed, so no link can put words on the page."""
+    token = request.args.get("notice")
+    if not token:
+        return ""
+    try:
+        value = state().signer.unsign(token, NOTICE)
+    except BadToken:
+        return ""
+    return value if isinstance(value, str) else ""
 
 
 @blueprint.get("/<slug>/frame")
@@ -214,7 +235,7 @@ def send_test(slug: str) -> Response:
     if refused or not recipients:
         notice = (f"Not sent: {', '.join(refused)} is not a valid address." if refused
                   else "Not sent: choose or type at least one staff address.")
-        return _page(slug, request.form, notice=notice, status=400)
+        return _page(slug, request.form, notice=notice, status=400)  # nothing sent: the form stays as typed
     shown = _show(find_campaign(config, slug), request.form)
     test_variant = shown.variant.for_test()
     factory = MessageFactory(config, state().signer)
@@ -229,4 +250,7 @@ def send_test(slug: str) -> Response:
                             else f"{address}: NOT sent ({reply.code} {reply.enhanced} {reply.text})".strip())
     finally:
         transport.close()
-    return _page(slug, request.form, notice="Test: " + "; ".join(outcomes))
+    # POST, redirect, GET: reloading the page that says "sent" must not send again
+    shown_params = {name: request.form[name] for name in ("email", "segment", "lang") if request.form.get(name)}
+    notice = state().signer.sign("Test: " + "; ".join(outcomes), NOTICE)
+    return redirect(url_for(".issue", slug=slug, notice=notice, **shown_params), code=303)

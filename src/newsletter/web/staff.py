@@ -1,7 +1,7 @@
 """/staff/: where the bureau's staff run the newsletter: what goes out next, a live send, reports, the audience.
 
 Views only translate: figures come from newsletter.stats (SQL aggregates), actions from the same library
-calls as the CLI (campaign_state, scheduler.schedule_campaign, sender.send_test, deliveries.retry_failed).
+calls as the CLI (campaign_state, scheduler.schedule_campaign, sender.send_test, deliveries.requeue).
 Every action is two steps without JavaScript: a page that says what will happen, then a POST (with the
 session's CSRF token) that does it and redirects back (POST, redirect, GET: a reload repeats nothing).
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import csv
 import io
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -20,7 +22,6 @@ from ..campaigns import CampaignError, load_campaign
 from ..clock import parse_utc
 from ..db import connect
 from ..i18n import web_environment
-from ..interests import Taxonomy
 from ..normalize import InvalidValue, normalize_email
 from ..recurrence import RuleError, parse_rule
 from ..segments import SegmentError, count as segment_count, parse_segment, saved_segments
@@ -29,7 +30,7 @@ from . import charts
 from .issues import campaign_folder
 from .pages import PageError, render_page
 from .staff_access import check_csrf, csrf_token, password_is_set, require_staff
-from .state import database, state
+from .state import current_taxonomy, database, state
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.before_request(require_staff)
@@ -38,6 +39,33 @@ NOTICE = "staff-notice"
 DIGEST_OCCURRENCES = 3
 LIVE_REFRESH_SECONDS = 3
 LIVE_STATES = ("sending", "paused")
+
+
+class ReportCache:
+    """Reports kept in memory until the fingerprint of what they count changes: on a million deliveries a
+    report takes a second or two to compute, and staff reload a finished campaign's page far more often
+    than its figures change."""
+
+    def __init__(self, size: int = 32) -> None:
+        self.size = size
+        self._entries: OrderedDict[tuple, tuple[tuple, object]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple, fingerprint: tuple, compute):
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None and found[0] == fingerprint:
+                self._entries.move_to_end(key)
+                return found[1]
+        value = compute()
+        with self._lock:
+            self._entries[key] = (fingerprint, value)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return value
+
+
+REPORTS = ReportCache()
 
 
 @dataclass(frozen=True)
@@ -137,7 +165,7 @@ def _live(slug: str) -> dict:
         "rate": (f"{progress.rate_per_second:,.1f}/s" if progress.rate_per_second >= 1
                  else f"{progress.sent_last_minute}/min"),
         "eta": _duration(progress.eta_seconds) if progress.eta_seconds else "",
-        "reason": (row["last_error"] or "") if row else "",
+        "reason": (row.get("pause_reason") or row["last_error"] or "") if row else "",
     }
 
 
@@ -158,8 +186,11 @@ def dashboard() -> Response:
     now = state().clock.now()
     from ..scheduler import campaign_overview
 
+    db, path = database(), str(state().config.database)
+    recent = [REPORTS.get(("summary", path, row["slug"], row["state"]), stats.campaign_fingerprint(db, row["slug"]),
+                          lambda row=row: stats.summarize(db, row)) for row in stats.recent_campaign_rows(db)]
     return _page("staff/dashboard.html", upcoming=next_sends(now), live=[_live(slug) for slug in _running()],
-                 recent=stats.recent_campaigns(database()), local=_local, refresh=LIVE_REFRESH_SECONDS,
+                 recent=recent, local=_local, refresh=LIVE_REFRESH_SECONDS,
                  campaigns=campaign_overview(state().config, database(), state().clock))
 
 
@@ -214,12 +245,22 @@ def _campaign_charts(slug: str, report: stats.CampaignReport) -> list[charts.Cha
 def campaign(slug: str) -> Response:
     row, folder, error = _campaign_or_404(slug)
     current = row["state"] if row else "new"
-    report = stats.campaign_report(database(), slug) if row else None
+    report, drawn = None, []
+    if row:
+        db = database()
+
+        def compute():
+            fresh = stats.campaign_report(db, slug)
+            return fresh, _campaign_charts(slug, fresh) if sum(fresh.counts.values()) else []
+
+        report, drawn = REPORTS.get(("campaign", str(state().config.database), slug),
+                                    stats.campaign_fingerprint(db, slug), compute)
     return _page(
         "staff/campaign.html", slug=slug, row=row, campaign=folder, folder_error=error, current=current,
         history=[dict(entry, local=_local(entry["at"])) for entry in campaign_state.history(database(), slug)],
-        actions=[action for action in ACTIONS.values() if current in action.allowed_from],
-        report=report, charts=_campaign_charts(slug, report) if report and sum(report.counts.values()) else [],
+        actions=[action for action in ACTIONS.values() if current in action.allowed_from
+                 and (action.name != "retry" or (report and report.counts["failed"]))],
+        report=report, charts=drawn,
         live=_live(slug) if row else None, local=_local, notice=_notice(), refresh=LIVE_REFRESH_SECONDS,
     )
 
@@ -256,9 +297,10 @@ def act(slug: str, action: str) -> Response:
             skipped = campaign_state.cancel(db, slug, clock)
             notice = f"Cancelled; {skipped:,} deliveries not sent yet were marked skipped."
         elif action == "retry":
-            queued = deliveries.retry_failed(db, slug, clock)
-            notice = (f"{queued:,} failed deliveries queued again; the scheduler sends them." if queued
-                      else "No failed delivery could be retried.")
+            done = deliveries.requeue(db, slug, ("failed",), note="staff page: retry failed", clock=clock)
+            left = f" ({done.refused:,} left alone: unsubscribed, bounced or suppressed since)" if done.refused else ""
+            notice = (f"{done.requeued:,} failed deliveries queued again; the scheduler sends them{left}."
+                      if done.requeued else f"No failed delivery could be retried{left}.")
         else:
             getattr(campaign_state, action)(db, slug, clock)
             notice = {"unschedule": "Unscheduled: back to draft.", "resume": "Resumed: sending continues.",
@@ -331,7 +373,9 @@ def report_csv(slug: str) -> Response:
 
 def _audience_charts() -> list[charts.Chart]:
     db = database()
-    history = stats.audience_history(db, state().clock.now())
+    now = state().clock.now()
+    history = REPORTS.get(("audience", str(state().config.database), f"{now:%Y-%m}"), stats.audience_fingerprint(db),
+                          lambda: stats.audience_history(db, now))
     drawn = []
     if history.months:
         drawn.append(charts.over_time("Subscribers by status at each month end", history.months,
@@ -345,7 +389,7 @@ def _audience_charts() -> list[charts.Chart]:
                                  {"active": [n for _, n in countries]}, horizontal=True, label_header="country"))
     interests = stats.active_by_interest(db)
     if interests:
-        taxonomy = Taxonomy.load(db)
+        taxonomy = current_taxonomy()
         drawn.append(charts.bars("Active subscribers by interest", [taxonomy.label(s, "en") for s, _ in interests],
                                  {"active": [n for _, n in interests]}, horizontal=True, label_header="interest"))
     return drawn
