@@ -33,6 +33,7 @@ from .db import LANGUAGES, connect, transaction
 from .deliveries import Job
 from .interests import Taxonomy
 from .message import DkimKey, MessageFactory, new_message_id
+from .prerender import render_in_child
 from .ratelimit import RateLimiter
 from .render import IssueRenderer
 from .segments import parse_segment
@@ -111,6 +112,20 @@ class Composer:
         self.signer = Signer(config.require_secret())
         self.factory = MessageFactory(config, self.signer, dkim_key)
         self._lock = threading.Lock()
+
+    def load_variants(self, db: sqlite_utils.Database) -> None:
+        """Render, in a child process, the variant of every profile still to be sent, so that this process
+        never imports premailer (a profile that shows up later is still rendered here, on demand)."""
+        profiles = [tuple(row) for row in db.execute(
+            "SELECT DISTINCT s.language, s.interests, s.country FROM deliveries d "
+            "JOIN subscribers s ON s.id = d.subscriber_id "
+            "WHERE d.campaign = ? AND d.status IN ('queued', 'sending', 'deferred')", [self.campaign.slug])]
+        if not profiles:
+            return
+        by_profile, variants = render_in_child(self.config, self.campaign, profiles, ())
+        with self._lock:
+            self.renderer._variants.update(variants)
+            self.renderer._by_profile.update(by_profile)
 
     def compose(self, subscriber: dict, delivery_id: int, now: datetime) -> tuple[str, bytes]:
         with self._lock:  # render each variant once, even when several threads ask at the same moment
@@ -510,6 +525,7 @@ class CampaignSender:
         slug = self.campaign.slug
         self._started_at = self._last_beat = self._last_renewal = self.clock.monotonic()
         deliveries.reset_interrupted(self.db, slug, self.clock)
+        self.composer.load_variants(self.db)
         self._writer = _Writer(self)
         self._writer.start()
         try:
@@ -627,7 +643,7 @@ def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock
     campaign = load_campaign(Path(config.campaigns_dir) / slug, config.tz)
     row = campaign_state.register(db, campaign, clock)
     if row["state"] in ("draft", "scheduled"):
-        IssueRenderer(campaign, config, Taxonomy.load(db)).check(LANGUAGES)  # the segment is read once: late subscribers wait for the next issue
+        render_in_child(config, campaign, [], LANGUAGES)  # the check; the segment is read once: late subscribers wait for the next issue
         deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
         campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
     return campaign
