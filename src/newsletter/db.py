@@ -291,8 +291,27 @@ def _v7(db: sqlite_utils.Database) -> None:
     db.conn.execute("CREATE TABLE suspended_schema (name TEXT PRIMARY KEY, sql TEXT NOT NULL)")
 
 
+def _v8(db: sqlite_utils.Database) -> None:
+    """audience_version: a number that every change of who may be mailed moves on (a status change, an
+    erasure, a suppression), kept by triggers whatever code made the change. A sender fetches a batch's
+    subscribers once and reads only this number before each message, fetching again when it moved: an
+    unsubscribe is still honoured by the very next message."""
+    _execute_all(
+        db,
+        """
+        CREATE TABLE audience_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+        INSERT INTO audience_version (id, n) VALUES (1, 0)
+        """,
+    )
+    for trigger, event in (("audience_status", "AFTER UPDATE OF status ON subscribers WHEN new.status IS NOT old.status"),
+                           ("audience_erased", "AFTER DELETE ON subscribers"),
+                           ("audience_suppressed", "AFTER INSERT ON suppressions"),
+                           ("audience_resuppressed", "AFTER UPDATE ON suppressions")):
+        db.conn.execute(f"CREATE TRIGGER {trigger} {event} BEGIN UPDATE audience_version SET n = n + 1; END")
+
+
 # Append new steps; never edit one that has shipped.
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7]
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8]
 
 
 _GROUP = ("status = {row}.status AND country = {row}.country AND language = {row}.language "

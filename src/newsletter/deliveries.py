@@ -69,6 +69,34 @@ def claim(db: sqlite_utils.Database, slug: str, now: datetime, limit: int) -> li
     return [Job(*row) for row in rows]
 
 
+def recipients(db: sqlite_utils.Database, jobs: list[Job]) -> dict[int, dict]:
+    """The subscribers of claimed rows who should still get the campaign, by delivery id, in one query for
+    the whole batch. Anyone who unsubscribed, bounced, complained, was erased or suppressed since the
+    campaign was queued is missing: their row is skipped."""
+    from .suppressions import email_hash
+
+    if not jobs:
+        return {}
+    db.conn.create_function("email_hash", 1, email_hash, deterministic=True)
+    rows = db.execute(
+        # CROSS JOIN keeps the batch's rows as the outer loop, so the hash is computed for them alone
+        f"SELECT d.id AS delivery_id, s.* FROM deliveries d CROSS JOIN subscribers s ON s.id = d.subscriber_id "
+        f"WHERE d.id IN ({', '.join('?' * len(jobs))}) AND s.status = 'active' "
+        f"AND NOT EXISTS (SELECT 1 FROM suppressions WHERE email_hash = email_hash(s.email))",
+        [job.id for job in jobs])
+    columns = [column[0] for column in rows.description]
+    found = {}
+    for row in rows:
+        person = dict(zip(columns, row))
+        found[person.pop("delivery_id")] = person
+    return found
+
+
+def audience_version(db: sqlite_utils.Database) -> int:
+    """Moves on whenever someone's right to be mailed changes (see db._v7); cheap enough to read per message."""
+    return db.execute("SELECT n FROM audience_version").fetchone()[0]
+
+
 def due(db: sqlite_utils.Database, slug: str, now: datetime) -> bool:
     """Whether claim() would find work now."""
     return db.execute(

@@ -20,7 +20,6 @@ from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
-import dkim
 
 from .config import Config
 from .render import PLACEHOLDER, RenderedVariant, greeting
@@ -210,6 +209,8 @@ class MessageFactory:
         return SMTPReady(message)
 
     def _dkim_sign(self, message: bytes) -> bytes:
+        import dkim  # 24 MB with its dependencies: imported only when DKIM is configured
+
         key = self.dkim_key
         signature = dkim.sign(message, key.selector.encode(), key.domain.encode(), key.private_key,
                               include_headers=DKIM_HEADERS * 2, linesep=CRLF)  # twice: no copy can be added

@@ -16,7 +16,6 @@ from pathlib import Path
 from types import SimpleNamespace
 from urllib.parse import urlsplit
 
-import premailer
 
 from .articles import Article, summarize
 from .campaigns import (
@@ -272,6 +271,8 @@ def unresolved_links(html: str) -> list[str]:
 
 def inline_css(html: str) -> str:
     """Move the <style> rules into style attributes, as mail clients need; @media rules stay in <style>."""
+    import premailer  # with lxml and cssutils, 36 MB: only where a variant is rendered (see prerender.py)
+
     return premailer.Premailer(
         html, keep_style_tags=False, strip_important=False, disable_validation=True, allow_network=False,
         cssutils_logging_level=logging.CRITICAL, disable_leftover_css=False,

@@ -29,16 +29,16 @@ from .bounces import record_smtp_bounce
 from .campaigns import Campaign, load_campaign
 from .clock import Clock, SystemClock, utc_iso
 from .config import Config, SendingSettings
-from .db import LANGUAGES, connect
+from .db import LANGUAGES, connect, transaction
 from .deliveries import Job
 from .interests import Taxonomy
 from .message import DkimKey, MessageFactory, new_message_id
+from .prerender import render_in_child
 from .ratelimit import RateLimiter
 from .render import IssueRenderer
 from .segments import parse_segment
 from .signing import Signer
 from .subscribers import get as get_subscriber
-from .suppressions import is_suppressed
 from .transport import SESSION_STAGES, Reply, Transport, check_transport, open_transport, what_to_fix
 from .verp import verp_address
 
@@ -47,6 +47,8 @@ RETRY_WAIT_STEP = 5.0  # seconds
 HEARTBEAT_SECONDS = 30.0  # a progress line for the logs at least this often during a send
 IDENTICAL_REFUSALS = 10  # the same refusal for this many messages in a row is the relay's, not theirs
 SESSION_FAULTS_TO_PAUSE = 3  # 503s or lost sessions in a row on one connection before the campaign pauses
+CONNECTION_BATCH = 64  # rows a connection claims at once (at most [sending] batch_size)
+WATCH_SECONDS = 0.25  # how often the main thread looks at the lease and the campaign's state
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 
 
@@ -97,20 +99,6 @@ def decide(reply: Reply, attempts_before: int, settings: SendingSettings, now: d
     return Decision("failed", slow_down=slow_down)
 
 
-def still_wanted(db: sqlite_utils.Database, job: Job) -> dict | None:
-    """The subscriber's current row if they should still get this campaign; None if they unsubscribed,
-    bounced, were suppressed or erased after the campaign was queued."""
-    rows = db.execute("SELECT * FROM subscribers WHERE id = ?", [job.subscriber_id])
-    columns = [c[0] for c in rows.description]
-    row = rows.fetchone()
-    if row is None:
-        return None
-    subscriber = dict(zip(columns, row))
-    if subscriber["status"] != "active" or is_suppressed(db, subscriber["email"]):
-        return None
-    return subscriber
-
-
 class Composer:
     """Renders variants once and builds each recipient's bytes; shared by the sending threads."""
 
@@ -124,6 +112,20 @@ class Composer:
         self.signer = Signer(config.require_secret())
         self.factory = MessageFactory(config, self.signer, dkim_key)
         self._lock = threading.Lock()
+
+    def load_variants(self, db: sqlite_utils.Database) -> None:
+        """Render, in a child process, the variant of every profile still to be sent, so that this process
+        never imports premailer (a profile that shows up later is still rendered here, on demand)."""
+        profiles = [tuple(row) for row in db.execute(
+            "SELECT DISTINCT s.language, s.interests, s.country FROM deliveries d "
+            "JOIN subscribers s ON s.id = d.subscriber_id "
+            "WHERE d.campaign = ? AND d.status IN ('queued', 'sending', 'deferred')", [self.campaign.slug])]
+        if not profiles:
+            return
+        by_profile, variants = render_in_child(self.config, self.campaign, profiles, ())
+        with self._lock:
+            self.renderer._variants.update(variants)
+            self.renderer._by_profile.update(by_profile)
 
     def compose(self, subscriber: dict, delivery_id: int, now: datetime) -> tuple[str, bytes]:
         with self._lock:  # render each variant once, even when several threads ask at the same moment
@@ -193,11 +195,126 @@ class _Breaker:
             return run
 
 
+@dataclass
+class _Outcome:
+    """One delivery's result on its way to the writer; `durable` is set once it is committed."""
+
+    job: Job
+    status: str
+    reply: Reply | None = None
+    message_id: str | None = None
+    next_attempt_at: datetime | None = None
+    bounce: bool = False
+    text: str = ""
+    restore: list[Job] = field(default_factory=list)  # rows of a breaker's run to give back, after this one
+    durable: threading.Event = field(default_factory=threading.Event)
+
+
+class _Writer:
+    """The one thread that writes results: everything that is ready goes in one transaction (a group
+    commit), and each connection waits for its previous result to be durable before its next MAIL, so a
+    kill can still cost at most one second copy per open connection. After each commit it reads the
+    campaign's state once, which is how a pause or cancel from anywhere reaches every connection."""
+
+    def __init__(self, sender: CampaignSender) -> None:
+        self.sender = sender
+        self._queue: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
+        self.failed = threading.Event()
+        self._seen_version = -1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def put(self, outcome: _Outcome) -> _Outcome:
+        self._queue.put(outcome)
+        return outcome
+
+    def stop(self) -> None:
+        """Write what is left, then end the thread."""
+        self._queue.put(None)
+        self._thread.join()
+
+    def wait(self, outcome: _Outcome | None) -> None:
+        """Until `outcome` is durable (or the writer failed, which halts the run)."""
+        while outcome is not None and not outcome.durable.wait(0.5):
+            if self.failed.is_set():
+                return
+
+    def _run(self) -> None:
+        sender = self.sender
+        db = connect(sender.config.database, migrate_schema=False)
+        pending: list[_Outcome] = []
+        try:
+            while True:
+                item = self._queue.get()
+                done = item is None
+                pending = [] if done else [item]
+                while True:  # everything else that is ready joins the same commit
+                    try:
+                        item = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        done = True
+                    else:
+                        pending.append(item)
+                if pending:
+                    self._commit(db, pending)
+                    pending = []
+                if done:
+                    return
+        except BaseException as exc:
+            sender._errors.append(("writer", exc))
+            sender._halt.set()
+            self.failed.set()
+            for outcome in pending:
+                outcome.durable.set()
+        finally:
+            db.conn.close()
+
+    def _commit(self, db: sqlite_utils.Database, outcomes: list[_Outcome]) -> None:
+        sender = self.sender
+        with transaction(db):
+            for outcome in outcomes:
+                reply = outcome.reply
+                if outcome.status == "queued":
+                    deliveries.release(db, [outcome.job.id])
+                elif reply is None:
+                    deliveries.record(db, outcome.job, outcome.status, now=sender.clock.now(), text=outcome.text,
+                                      count_attempt=False)
+                else:
+                    deliveries.record(db, outcome.job, outcome.status, now=sender.clock.now(), code=reply.code,
+                                      enhanced=reply.enhanced, text=reply.text, message_id=outcome.message_id,
+                                      next_attempt_at=outcome.next_attempt_at)
+                if outcome.restore:
+                    deliveries.restore(db, outcome.restore)
+        for outcome in outcomes:
+            if outcome.bounce and outcome.reply is not None:  # its own transaction: the one bounce policy
+                record_smtp_bounce(db, outcome.job, outcome.reply, clock=sender.clock)
+            if outcome.status not in ("queued", "connection"):
+                sender._count(outcome.status)
+                if sender.progress:
+                    sender.progress(outcome.status)
+        sender._keep_lease(db)
+        sender._beat(db)
+        # Another connection committed since we last looked (a pause, a cancel, a claim): read the state.
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:
+            self._seen_version = version
+            if campaign_state.get(db, sender.campaign.slug)["state"] in ("paused", "cancelled"):
+                sender._said.set()
+        for outcome in outcomes:
+            outcome.durable.set()
+
+
 class CampaignSender:
-    """One run over one campaign's delivery log: the main thread claims rows, N threads send them.
+    """One run over one campaign's delivery log by N connections, each claiming its own batches.
 
     Before any row is claimed the relay is checked (connect, TLS, login, MAIL FROM); a fault of the
     connection, then or during the run, pauses the campaign with the reason and no recipient pays for it.
+    Per batch: the subscribers and their suppressions in one query; per message: compose, wait until the
+    previous result is durable, send; results go to one writer that commits whatever is ready at once.
     """
 
     def __init__(self, config: Config, campaign: Campaign, *, clock: Clock = SystemClock(),
@@ -210,11 +327,13 @@ class CampaignSender:
         self.clock = clock
         self.stop = stop or threading.Event()  # the caller's: Ctrl-C, a scheduler shutting down
         self._halt = threading.Event()  # ours: a thread failed or the relay is at fault; never the caller's
+        self._said = threading.Event()  # the campaign was paused or cancelled (seen by the writer or the watch)
         self._last_renewal = 0.0
         self.progress = progress
         self.heartbeat = heartbeat
         self.heartbeat_seconds = heartbeat_seconds
         self.connections = max(1, connections or config.sending.connections)
+        self.batch = max(1, min(config.sending.batch_size, CONNECTION_BATCH))
         self.transport_url = transport_url or campaign.transport or config.smtp_url
         self.db = connect(config.database)
         self.composer = Composer(config, campaign, Taxonomy.load(self.db))
@@ -223,7 +342,8 @@ class CampaignSender:
         self.rng = random.Random()
         self.sent_now = 0
         self.fault: str | None = None  # what the relay did wrong, when it paused the campaign
-        self._jobs: queue.Queue[Job | None] = queue.Queue(maxsize=self.connections * 8)
+        self._transports: list[Transport | None] = [None] * self.connections
+        self._writer: _Writer | None = None
         self._count_lock = threading.Lock()
         self._tally: dict[str, int] = {}
         self._errors: list[tuple[str, BaseException]] = []
@@ -231,100 +351,109 @@ class CampaignSender:
         self._session = threading.local()  # each thread's last connection fault
         self._started_at = 0.0
         self._last_beat = 0.0
+        self._lost_lease = False
+        self._lease_lock = threading.Lock()
 
     # -- the steps, per message ---------------------------------------------------------------------
 
-    def process(self, db: sqlite_utils.Database, transport: Transport, job: Job) -> str:
+    def transmit(self, transport: Transport, job: Job, subscriber: dict, previous: _Outcome | None) -> _Outcome:
+        """Compose, wait for the previous result to be durable, throttle, send, decide; the outcome goes
+        to the writer. A connection fault gives the row back as it was (status "connection")."""
+        writer = self._writer
+        assert writer is not None
         now = self.clock.now()
-        subscriber = still_wanted(db, job)
-        if subscriber is None:
-            deliveries.record(db, job, "skipped", now=now, text="not active or suppressed at send time",
-                              count_attempt=False)
-            return "skipped"
         message_id, data = self.composer.compose(subscriber, job.id, now)
+        writer.wait(previous)
+        if self._stopping():
+            return _Outcome(job, "stopped")
         self.limiter.acquire()
         reply = transport.send(self.composer.envelope_sender(job.id), subscriber["email"], data)
-        now = self.clock.now()
-        if reply.outcome == "connection":  # the connection's fault: the row goes back as it was
-            deliveries.release(db, [job.id])
+        if reply.outcome == "connection":
             self._session.reply = reply
-            return "connection"
-        decision = decide(reply, job.attempts, self.config.sending, now, self.rng)
+            return writer.put(_Outcome(job, "queued"))
+        decision = decide(reply, job.attempts, self.config.sending, self.clock.now(), self.rng)
         if decision.slow_down:
             self.limiter.slow_down()
         elif decision.status == "sent":
             self.limiter.succeeded()
-        deliveries.record(db, job, decision.status, now=now, code=reply.code, enhanced=reply.enhanced,
-                          text=reply.text, message_id=message_id, next_attempt_at=decision.next_attempt_at)
-        if decision.bounce:
-            record_smtp_bounce(db, job, reply, clock=self.clock)
+        outcome = _Outcome(job, decision.status, reply, message_id, decision.next_attempt_at, decision.bounce)
         give_back = self._breaker.add(job, reply, decision.status)
         if give_back:
-            deliveries.restore(db, give_back)
-            self._pause_for_fault(db, what_to_fix(reply, self.transport_url) +
+            outcome.restore = give_back
+            writer.put(outcome)
+            self._pause_for_fault(what_to_fix(reply, self.transport_url) +
                                   f"; {IDENTICAL_REFUSALS} refused in a row were given back uncounted")
-            return "connection"
-        return decision.status
+            return outcome
+        return writer.put(outcome)
 
-    def _pause_for_fault(self, db: sqlite_utils.Database, reason: str) -> None:
+    def _pause_for_fault(self, reason: str) -> None:
         """Stop the run and pause the campaign with `reason` (unless an operator paused or cancelled it)."""
         with self._count_lock:
-            if self.fault is None:
+            first = self.fault is None
+            if first:
                 self.fault = reason
+        if first:
+            db = connect(self.config.database, migrate_schema=False)
+            try:
                 campaign_state.pause_for_fault(db, self.campaign.slug, reason, self.clock)
+            finally:
+                db.conn.close()
         self._halt.set()
 
     def _stopping(self) -> bool:
-        return self.stop.is_set() or self._halt.is_set()
+        return self.stop.is_set() or self._halt.is_set() or self._said.is_set()
 
     # -- threads ------------------------------------------------------------------------------------
 
-    def _worker(self) -> None:
-        db = transport = None
-        job: Job | None = None
+    def _worker(self, number: int) -> None:
+        """One connection: claim a batch, fetch its people in one query, send it; until nothing is due."""
+        db = None
+        held: list[Job] = []  # claimed and not yet handed to the writer
+        previous: _Outcome | None = None
         session_faults = 0  # in a row on this connection; a lone 503 is retried, a run of them pauses
         try:
             db = connect(self.config.database, migrate_schema=False)
-            transport = open_transport(self.transport_url, starttls=self.config.sending.starttls)
-            while True:
-                job = self._jobs.get()
-                try:
-                    if job is None:
-                        return
-                    state = campaign_state.get(db, self.campaign.slug)["state"]
-                    if self._stopping() or state == "paused":
-                        deliveries.release(db, [job.id])
+            transport = self._transports[number]
+            if transport is None:
+                transport = self._transports[number] = open_transport(self.transport_url,
+                                                                      starttls=self.config.sending.starttls)
+            while not self._stopping():
+                held = deliveries.claim(db, self.campaign.slug, self.clock.now(), self.batch)
+                if not held:
+                    return
+                version = deliveries.audience_version(db)
+                people = deliveries.recipients(db, held)
+                while held and not self._stopping():
+                    job = held.pop(0)
+                    if deliveries.audience_version(db) != version:  # someone left since: ask again
+                        version = deliveries.audience_version(db)
+                        people = deliveries.recipients(db, [job, *held])
+                    subscriber = people.get(job.id)
+                    if subscriber is None:
+                        self._writer.put(_Outcome(job, "skipped", text="not active or suppressed at send time"))
                         continue
-                    if state == "cancelled":
-                        deliveries.record(db, job, "skipped", now=self.clock.now(), text="campaign cancelled",
-                                          count_attempt=False)
+                    outcome = self.transmit(transport, job, subscriber, previous)
+                    if outcome.status == "stopped":
+                        held.insert(0, job)
+                        break
+                    previous = outcome
+                    if outcome.status != "queued":
+                        session_faults = 0
                         continue
-                    status = self.process(db, transport, job)
-                    job = None
-                    if status == "connection":
-                        session_faults += 1
-                        reply = getattr(self._session, "reply", None)
-                        if reply is not None and (session_faults >= SESSION_FAULTS_TO_PAUSE
-                                                  or self._is_setup_fault(reply)):
-                            self._pause_for_fault(db, what_to_fix(reply, self.transport_url))
-                        continue
-                    session_faults = 0
-                    self._count(status)
-                    if self.progress:
-                        self.progress(status)
-                    self._beat(db)
-                finally:
-                    self._jobs.task_done()
+                    session_faults += 1
+                    reply = self._session.reply
+                    if session_faults >= SESSION_FAULTS_TO_PAUSE or self._is_setup_fault(reply):
+                        self._pause_for_fault(what_to_fix(reply, self.transport_url))
         except BaseException as exc:  # report after the run; the rows stay claimable
             self._errors.append((threading.current_thread().name, exc))
             self._halt.set()
-            if job is not None and db is not None:
-                deliveries.release(db, [job.id])
         finally:
-            if transport is not None:
-                transport.close()
             if db is not None:
+                if held and not self._lost_lease:  # once another process holds the campaign, its rows are its own
+                    deliveries.release(db, [job.id for job in held])
                 db.conn.close()
+            if self._writer is not None:
+                self._writer.wait(previous)
 
     @staticmethod
     def _is_setup_fault(reply: Reply | None) -> bool:
@@ -359,6 +488,9 @@ class CampaignSender:
         try:
             return self._run(wait_for_retries)
         finally:
+            for transport in self._transports:
+                if transport is not None:
+                    transport.close()
             self.db.conn.close()
 
     def _run(self, wait_for_retries: bool) -> SendSummary:
@@ -385,48 +517,78 @@ class CampaignSender:
         if check.ok:
             return True
         assert check.failure is not None
-        self._pause_for_fault(self.db, what_to_fix(check.failure, self.transport_url))
+        self._pause_for_fault(what_to_fix(check.failure, self.transport_url))
         return False
 
     def _send_all(self, wait_for_retries: bool) -> str | None:
+        """Rounds of connections until nothing is due; between rounds, wait for retries if asked to."""
         slug = self.campaign.slug
-        workers = [threading.Thread(target=self._worker, name=f"smtp-{i}", daemon=True)
-                   for i in range(self.connections)]
-        self._started_at = self._last_beat = self.clock.monotonic()
-        reason = None
+        self._started_at = self._last_beat = self._last_renewal = self.clock.monotonic()
+        deliveries.reset_interrupted(self.db, slug, self.clock)
+        self.composer.load_variants(self.db)
+        self._writer = _Writer(self)
+        self._writer.start()
         try:
-            deliveries.reset_interrupted(self.db, slug, self.clock)
-            for worker in workers:
-                worker.start()
-            reason = self._dispatch(wait_for_retries)
-        except KeyboardInterrupt:
-            reason = "interrupted"
-            self._halt.set()
+            while True:
+                reason = self._round()
+                if reason is not None:
+                    return reason
+                if deliveries.due(self.db, slug, self.clock.now()):
+                    continue
+                retry_at = deliveries.next_retry_at(self.db, slug)
+                if retry_at is None:
+                    return None
+                if not wait_for_retries:
+                    return "retries pending"
+                # in short steps, so that a pause, a cancel or a stop is seen while waiting for a retry
+                wait = max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001
+                self.clock.sleep(min(wait, RETRY_WAIT_STEP))
         finally:
-            self._give_back_queued()
-            for worker in workers:
-                if worker.is_alive():
-                    self._jobs.put(None)
-            for worker in workers:
-                worker.join()
-            self._give_back_queued()
-            deliveries.reset_interrupted(self.db, slug, self.clock)
+            self._writer.stop()
+            if not self._lost_lease:
+                deliveries.reset_interrupted(self.db, slug, self.clock)
             if campaign_state.get(self.db, slug)["state"] == "cancelled":
                 campaign_state.skip_unsent(self.db, slug, self.clock)
-        return reason
 
-    def _give_back_queued(self) -> None:
-        """Release every job still waiting in the queue (workers may be gone), so nothing blocks on it."""
-        left = []
-        while True:
-            try:
-                job = self._jobs.get_nowait()
-            except queue.Empty:
-                break
-            if job is not None:
-                left.append(job.id)
-            self._jobs.task_done()
-        deliveries.release(self.db, left)
+    def _round(self) -> str | None:
+        """Start every connection and watch them until they run out of due rows; the reason if stopped."""
+        if self._watch():
+            return self._reason()
+        workers = [threading.Thread(target=self._worker, args=(number,), name=f"smtp-{number}", daemon=True)
+                   for number in range(self.connections)]
+        try:
+            for worker in workers:
+                worker.start()
+            while any(worker.is_alive() for worker in workers):
+                for worker in workers:
+                    worker.join(WATCH_SECONDS / len(workers))
+                self._watch()
+                self._beat()
+        except KeyboardInterrupt:
+            self._halt.set()
+            self.stop.set()
+        finally:
+            for worker in workers:
+                if worker.ident is not None:
+                    worker.join()
+        return self._reason() if self._stopping() else None
+
+    def _watch(self) -> bool:
+        """Look at the lease and the campaign's state (a pause or cancel said elsewhere); True to stop."""
+        self._keep_lease()
+        state = campaign_state.get(self.db, self.campaign.slug)["state"]
+        if state in ("paused", "cancelled"):
+            self._said.set()
+        return self._stopping()
+
+    def _reason(self) -> str:
+        if self.stop.is_set():
+            return "interrupted"
+        if self._lost_lease:
+            return "locked"
+        if self._said.is_set():
+            return campaign_state.get(self.db, self.campaign.slug)["state"]
+        return "interrupted"
 
     def _finish(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug
@@ -447,68 +609,21 @@ class CampaignSender:
                                          finished_at=utc_iso(self.clock.now()))
         return self._summary(started, reason)
 
-    def _dispatch(self, wait_for_retries: bool) -> str | None:
-        """Claim due rows in batches and feed them to the threads until none are left or we must stop."""
-        slug = self.campaign.slug
-        self._last_renewal = self.clock.monotonic()
-        while True:
-            if self._stopping():
-                return "interrupted"
-            state = campaign_state.get(self.db, slug)["state"]
-            if state in ("paused", "cancelled"):
-                return state
-            if not self._keep_lease():
-                return "locked"
-            self._beat()
-            jobs = deliveries.claim(self.db, slug, self.clock.now(), self.config.sending.batch_size)
-            if not jobs:
-                if not self._wait_until_idle():
-                    continue
-                if deliveries.due(self.db, slug, self.clock.now()):
-                    continue
-                retry_at = deliveries.next_retry_at(self.db, slug)
-                if retry_at is None:
-                    return None
-                if not wait_for_retries:
-                    return "retries pending"
-                # in short steps, so that a pause, a cancel or a stop is seen while waiting for a retry
-                wait = max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001
-                self.clock.sleep(min(wait, RETRY_WAIT_STEP))
-                continue
-            for index, job in enumerate(jobs):
-                while True:
-                    if not self._keep_lease():  # another process holds the rows now: neither send nor release
-                        self._halt.set()
-                        return "locked"
-                    if self._stopping():
-                        break
-                    try:
-                        self._jobs.put(job, timeout=0.5)
-                        break
-                    except queue.Full:
-                        self._beat()
-                if self._stopping():
-                    deliveries.release(self.db, [j.id for j in jobs[index:]])
-                    return "interrupted"
-
-    def _wait_until_idle(self) -> bool:
-        """Wait for the threads to finish what they were given; False if the run must stop meanwhile."""
-        with self._jobs.all_tasks_done:
-            while self._jobs.unfinished_tasks:
-                if self._stopping():
-                    return False
-                self._jobs.all_tasks_done.wait(0.5)
-                self._beat()
-        return True
-
-    def _keep_lease(self) -> bool:
-        """Renew the lease well before it runs out, also while a long batch is being handed out."""
-        if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
+    def _keep_lease(self, db: sqlite_utils.Database | None = None) -> bool:
+        """Renew the lease well before it runs out; called by the watch and after each group commit, so
+        that it is renewed on the clock whatever pace the messages go at. False (and the run halts) once
+        another process holds it."""
+        with self._lease_lock:
+            if self._lost_lease:
+                return False
+            if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
+                return True
+            if not campaign_state.acquire_lease(db or self.db, self.campaign.slug, self.owner, self.clock):
+                self._lost_lease = True
+                self._halt.set()
+                return False
+            self._last_renewal = self.clock.monotonic()
             return True
-        if not campaign_state.acquire_lease(self.db, self.campaign.slug, self.owner, self.clock):
-            return False
-        self._last_renewal = self.clock.monotonic()
-        return True
 
     def _summary(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug
@@ -528,7 +643,7 @@ def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock
     campaign = load_campaign(Path(config.campaigns_dir) / slug, config.tz)
     row = campaign_state.register(db, campaign, clock)
     if row["state"] in ("draft", "scheduled"):
-        IssueRenderer(campaign, config, Taxonomy.load(db)).check(LANGUAGES)  # the segment is read once: late subscribers wait for the next issue
+        render_in_child(config, campaign, [], LANGUAGES)  # the check; the segment is read once: late subscribers wait for the next issue
         deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
         campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
     return campaign
