@@ -103,6 +103,18 @@ def test_a_send_whose_template_is_broken_is_refused_before_anything_is_queued(fo
     assert "1 sent in this run" in run("send", "2027-01-lac-digest")
 
 
+def test_a_template_that_fails_while_rendering_is_a_content_fault_not_a_traceback(folder):
+    run("init")
+    run("campaign", "new", "2027-01-lac-digest")
+    run("subscribers", "add", "ana@example.org")
+    broken = folder / "templates" / "email" / "digest.txt"
+    broken.parent.mkdir(parents=True)
+    broken.write_text("Hello\n{{ 1 / 0 }}\n", encoding="utf-8")
+    out = run("send", "2027-01-lac-digest", code=2)
+    assert "digest.txt, line 2: ZeroDivisionError" in out and "Traceback" not in out
+    assert connect(folder / "newsletter.db").execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
+
+
 def test_version_is_the_installed_one():
     from importlib.metadata import version
 

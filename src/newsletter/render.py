@@ -234,6 +234,19 @@ class IssueRenderer:
         except jinja2.UndefinedError as exc:
             raise RenderError(f"email template {name}: {exc.message} (in language {context['lang']}); the "
                               "template uses a value the campaign does not give") from None
+        except RenderError:
+            raise
+        except Exception as exc:  # the template's own arithmetic or filter misuse: still the content's fault
+            raise RenderError(f"email template {name}{_template_line(exc, name)}: {type(exc).__name__}: {exc} "
+                              f"(in language {context['lang']}); fix the template") from None
+
+
+def _template_line(exc: BaseException, name: str) -> str:
+    """', line N' of the template where a render failed (Jinja2 rewrites tracebacks to template lines)."""
+    import traceback
+
+    frames = [frame for frame in traceback.extract_tb(exc.__traceback__) if frame.filename.endswith(name)]
+    return f", line {frames[-1].lineno}" if frames else ""
 
 
 class RenderError(CampaignError):
