@@ -6,11 +6,15 @@ import functools
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from .config import CONFIG_ENV, Config, ConfigError, load_config
 from .suppressions import REASONS as SUPPRESSION_REASONS
+
+if TYPE_CHECKING:
+    from .csvimport import ImportReport
 
 # Every command imports what it needs inside its own function: `newsletter --help`, and each scheduler or
 # cron start, must not pay for premailer, dkim, flask or sqlite-utils (tests/test_startup.py checks it).
@@ -302,7 +306,7 @@ def subscribers_import(app, file, dry_run, default_status, source, encoding, sho
         sys.exit(2)
 
 
-def print_import_report(report: csvimport.ImportReport, show_errors: int) -> None:
+def print_import_report(report: ImportReport, show_errors: int) -> None:
     from rich.table import Table
 
     verb = "would be" if report.dry_run else "were"

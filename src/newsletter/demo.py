@@ -6,7 +6,7 @@ import secrets
 import shutil
 from pathlib import Path
 
-from .packaged import SAMPLE_CAMPAIGNS, SAMPLE_LOGO, SAMPLE_SUBSCRIBERS
+from .packaged import SAMPLE_CAMPAIGNS, SAMPLE_LOGO
 
 DEMO_CONFIG = """\
 # Written by `newsletter demo`; a throwaway setup. Use `newsletter init` for a real one.

@@ -15,7 +15,7 @@ from flask import Flask, Response, redirect, url_for
 from werkzeug.exceptions import HTTPException
 
 from ..clock import Clock, SystemClock
-from ..config import Config
+from ..config import Config, ConfigError
 from ..db import connect
 from ..signing import Signer
 from . import archive, hooks, preferences, preview, staff, staff_access, subscribe, unsubscribe

@@ -28,14 +28,13 @@ from ..message import MessageFactory, new_message_id
 from ..normalize import InvalidValue, normalize_email
 from ..render import IssueRenderer, RenderedVariant, greeting
 from ..segments import Segment, SegmentError, parse_segment, saved_segments
-from ..signing import BadToken
 from ..subscribers import get
 from ..transport import open_transport
 from .issues import campaign_folder, content_version, find_campaign, missing_local_files, size_warning
 from .pages import PageError, render_page
 from .staff_access import is_staff, require_staff
 from .state import database, state
-from .tokens import form_token, form_token_is_valid
+from .tokens import form_token, form_token_is_valid, signed_notice
 
 blueprint = Blueprint("preview", __name__, url_prefix="/preview")
 
@@ -191,19 +190,19 @@ def campaigns() -> Response:
 
 @blueprint.get("/<slug>")
 def issue(slug: str) -> Response:
-    return _page(slug, request.args, notice=_signed_notice())
+    return _page(slug, request.args, notice=signed_notice(state().signer, request.args.get("notice"), NOTICE))
 
 
-def _signed_notice() -> str:
-    """A result carried across the redirect after a test send; signed, so no link can put words on the page."""
-    token = request.args.get("notice")
-    if not token:
-        return ""
-    try:
-        value = state().signer.unsign(token, NOTICE)
-    except BadToken:
-        return ""
-    return value if isinstance(value, str) else ""
+def test_recipients(form) -> tuple[list[str], list[str]]:
+    """The staff addresses ticked ("to") and typed ("extra", commas or spaces) on a test-send form:
+    (normalised addresses, the ones that are not addresses)."""
+    recipients, refused = [], []
+    for address in [*form.getlist("to"), *form.get("extra", "").replace(",", " ").split()]:
+        try:
+            recipients.append(normalize_email(address))
+        except InvalidValue:
+            refused.append(address)
+    return recipients, refused
 
 
 @blueprint.get("/<slug>/frame")
@@ -225,13 +224,7 @@ def send_test(slug: str) -> Response:
     config, clock = state().config, state().clock
     if not form_token_is_valid(state().signer, request.form.get("form_token"), FORM_PURPOSE, clock):
         raise PageError(400, "bad_form", "en", retry_url=url_for(".issue", slug=slug))
-    typed = request.form.get("extra", "").replace(",", " ").split()
-    recipients, refused = [], []
-    for address in [*request.form.getlist("to"), *typed]:
-        try:
-            recipients.append(normalize_email(address))
-        except InvalidValue:
-            refused.append(address)
+    recipients, refused = test_recipients(request.form)
     if refused or not recipients:
         notice = (f"Not sent: {', '.join(refused)} is not a valid address." if refused
                   else "Not sent: choose or type at least one staff address.")

@@ -22,15 +22,15 @@ from ..campaigns import CampaignError, load_campaign
 from ..clock import parse_utc
 from ..db import connect
 from ..i18n import web_environment
-from ..normalize import InvalidValue, normalize_email
 from ..recurrence import RuleError, parse_rule
 from ..segments import SegmentError, count as segment_count, parse_segment, saved_segments
-from ..signing import BadToken
 from . import charts
 from .issues import campaign_folder
 from .pages import PageError, render_page
 from .staff_access import check_csrf, csrf_token, password_is_set, require_staff
+from .preview import test_recipients
 from .state import current_taxonomy, database, state
+from .tokens import signed_notice
 
 blueprint = Blueprint("staff", __name__, url_prefix="/staff")
 blueprint.before_request(require_staff)
@@ -109,17 +109,6 @@ def _local(text: str | None) -> str:
     if not text:
         return ""
     return f"{parse_utc(text).astimezone(state().config.tz):%Y-%m-%d %H:%M %Z}"
-
-
-def _notice() -> str:
-    token = request.args.get("notice")
-    if not token:
-        return ""
-    try:
-        value = state().signer.unsign(token, NOTICE)
-    except BadToken:
-        return ""
-    return value if isinstance(value, str) else ""
 
 
 def _back(slug: str, notice: str) -> Response:
@@ -261,7 +250,7 @@ def campaign(slug: str) -> Response:
         actions=[action for action in ACTIONS.values() if current in action.allowed_from
                  and (action.name != "retry" or (report and report.counts["failed"]))],
         report=report, charts=drawn,
-        live=_live(slug) if row else None, local=_local, notice=_notice(), refresh=LIVE_REFRESH_SECONDS,
+        live=_live(slug) if row else None, local=_local, notice=signed_notice(state().signer, request.args.get("notice"), NOTICE), refresh=LIVE_REFRESH_SECONDS,
     )
 
 
@@ -323,13 +312,7 @@ def _schedule(slug: str) -> str:
 def _send_test(slug: str) -> str:
     from ..sender import send_test
 
-    typed = request.form.get("extra", "").replace(",", " ").split()
-    recipients, refused = [], []
-    for address in [*request.form.getlist("to"), *typed]:
-        try:
-            recipients.append(normalize_email(address))
-        except InvalidValue:
-            refused.append(address)
+    recipients, refused = test_recipients(request.form)
     if refused:
         return f"Not sent: {', '.join(refused)} is not a valid address."
     if not recipients:

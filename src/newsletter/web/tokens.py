@@ -50,3 +50,15 @@ def form_token_is_valid(signer: Signer, token: str | None, purpose: str, clock: 
         return False
     return (isinstance(dated.value, str) and hmac.compare_digest(dated.value, purpose)
             and 0 <= dated.age_seconds <= FORM_MAX_AGE)
+
+
+def signed_notice(signer: Signer, token: str | None, purpose: str) -> str:
+    """A message carried across a redirect (after a test send, an action); signed for its page's purpose,
+    so that no link can put words on a staff page. Empty when absent or not ours."""
+    if not token:
+        return ""
+    try:
+        value = signer.unsign(token, purpose)
+    except BadToken:
+        return ""
+    return value if isinstance(value, str) else ""
