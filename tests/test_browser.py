@@ -8,9 +8,9 @@ import re
 import shutil
 import struct
 from email import message_from_bytes, policy
-from pathlib import Path
 
 import pytest
+from chromium import launched_chromium, requires_chromium
 from smtp_servers import FaultServer
 from web_support import REPO, LiveSite
 
@@ -20,23 +20,15 @@ from newsletter.message import MessageFactory, new_message_id
 from newsletter.render import IssueRenderer
 from newsletter.transport import open_transport
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (browsers are never "
-                                                                "downloaded for these tests)")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = requires_chromium
 SLUG = "2026-12-lac-digest"
 PHONE = {"width": 375, "height": 800}
 
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture

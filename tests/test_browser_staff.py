@@ -5,21 +5,17 @@ Every chart must be drawn (an svg with data in it), and no request may leave thi
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from chromium import launched_chromium, requires_chromium
 from web_support import LiveSite, make_config
 
 from newsletter import campaign_state, deliveries
 from newsletter.clock import SystemClock
 from newsletter.sender import CampaignSender, prepare_campaign
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (browsers are never "
-                                                                "downloaded for these tests)")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = requires_chromium
 SLUG = "2026-12-lac-digest"
 SUBSCRIBERS = 240
 WIDTHS = (1280, 375)
@@ -27,12 +23,8 @@ WIDTHS = (1280, 375)
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 class Sending:

@@ -10,16 +10,12 @@ from __future__ import annotations
 import struct
 import zlib
 from collections import Counter
-from pathlib import Path
 
 import pytest
+from chromium import launched_chromium, requires_chromium
 from web_support import REPO, LiveSite
 
-CHROMIUM = Path("/usr/bin/chromium")
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} is not installed (browsers are never "
-                                                                "downloaded for these tests)")
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+pytestmark = requires_chromium
 SLUG = "2026-12-lac-digest"
 LOGO = REPO / "src" / "newsletter" / "samples" / "logo.png"
 
@@ -76,12 +72,8 @@ def contrast(first: tuple[int, int, int], second: tuple[int, int, int]) -> float
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+    with launched_chromium() as browser:
         yield browser
-        browser.close()
 
 
 @pytest.fixture(scope="module")

@@ -87,13 +87,19 @@ def test_templates_copy_without_names_writes_every_packaged_template(folder):
     assert "unknown/x.html" in run("templates", "copy", "unknown/x.html", code=1)
 
 
-def test_a_send_whose_template_is_broken_is_refused_before_anything_is_queued(folder):
+def campaign_with_own_text_template(folder: Path, template: str) -> Path:
+    """A new campaign for one subscriber whose folder's templates/email/digest.txt is `template`."""
     run("init")
     run("campaign", "new", "2027-01-lac-digest")
     run("subscribers", "add", "ana@example.org")
-    broken = folder / "templates" / "email" / "digest.txt"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("{% if %}\n", encoding="utf-8")
+    own = folder / "templates" / "email" / "digest.txt"
+    own.parent.mkdir(parents=True)
+    own.write_text(template, encoding="utf-8")
+    return own
+
+
+def test_a_send_whose_template_is_broken_is_refused_before_anything_is_queued(folder):
+    broken = campaign_with_own_text_template(folder, "{% if %}\n")
     out = run("send", "2027-01-lac-digest", code=2)
     assert "digest.txt, line 1" in out and "Traceback" not in out
     db = connect(folder / "newsletter.db")
@@ -104,12 +110,7 @@ def test_a_send_whose_template_is_broken_is_refused_before_anything_is_queued(fo
 
 
 def test_a_template_that_fails_while_rendering_is_a_content_fault_not_a_traceback(folder):
-    run("init")
-    run("campaign", "new", "2027-01-lac-digest")
-    run("subscribers", "add", "ana@example.org")
-    broken = folder / "templates" / "email" / "digest.txt"
-    broken.parent.mkdir(parents=True)
-    broken.write_text("Hello\n{{ 1 / 0 }}\n", encoding="utf-8")
+    campaign_with_own_text_template(folder, "Hello\n{{ 1 / 0 }}\n")
     out = run("send", "2027-01-lac-digest", code=2)
     assert "digest.txt, line 2: ZeroDivisionError" in out and "Traceback" not in out
     assert connect(folder / "newsletter.db").execute("SELECT count(*) FROM deliveries").fetchone()[0] == 0
