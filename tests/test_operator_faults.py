@@ -318,7 +318,7 @@ def test_ctrl_c_during_a_send_exits_130_and_a_second_send_finishes_with_no_secon
     assert messages_per_address(smtp) == Counter({address: 1 for address in addresses})
 
 
-# -- a sending thread that dies ---------------------------------------------------------------------------
+# -- a sender that dies ---------------------------------------------------------------------------------
 
 
 def test_a_sending_thread_that_dies_stops_the_run_with_one_line_and_leaves_every_row_resumable(tmp_path, smtp):
@@ -339,7 +339,7 @@ def test_a_sending_thread_that_dies_stops_the_run_with_one_line_and_leaves_every
 
     assert result.returncode == 1
     [line] = error_lines(result.stderr)
-    assert "sending thread smtp-" in line and "ZeroDivisionError" in line and "queued again" in line
+    assert "sender smtp-" in line and "ZeroDivisionError" in line and "queued again" in line
     assert "Traceback" not in result.stderr
     arrived = set(messages_per_address(smtp))
     assert arrived.isdisjoint(caribbean)

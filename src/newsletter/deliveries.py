@@ -118,20 +118,35 @@ def restore(db: sqlite_utils.Database, jobs: list[Job]) -> None:
         "AND status IN ('deferred', 'failed')", [(job.attempts, job.id) for job in jobs])
 
 
-def record(db: sqlite_utils.Database, job: Job, status: str, *, now: datetime, code: int | None = None,
-           enhanced: str = "", text: str = "", message_id: str | None = None,
-           next_attempt_at: datetime | None = None, count_attempt: bool = True) -> None:
-    """Store one outcome, committed at once: the crash-safety guarantee rests on this being durable
-    before the same connection carries the next message."""
-    stamp = utc_iso(now)
-    db.execute(
-        """UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, last_code = ?,
+@dataclass(frozen=True)
+class Result:
+    """One attempt's outcome, as record() stores it."""
+
+    job: Job
+    status: str
+    code: int | None = None
+    enhanced: str = ""
+    text: str = ""
+    message_id: str | None = None
+    next_attempt_at: datetime | None = None
+    count_attempt: bool = True
+
+
+_RECORD = """UPDATE deliveries SET status = ?, attempts = attempts + ?, next_attempt_at = ?, last_code = ?,
                last_enhanced = ?, last_text = ?, message_id = coalesce(?, message_id), updated_at = ?,
                sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END
-           WHERE id = ?""",
-        [status, 1 if count_attempt else 0, utc_iso(next_attempt_at) if next_attempt_at else None, code,
-         enhanced, text[:500], message_id, stamp, status, stamp, job.id],
-    )
+           WHERE id = ?"""
+
+
+def record(db: sqlite_utils.Database, results: list[Result], *, now: datetime) -> None:
+    """Store outcomes, in the caller's transaction: the crash-safety guarantee rests on each being durable
+    before the same connection carries its next message."""
+    stamp = utc_iso(now)
+    db.conn.executemany(_RECORD, [
+        (result.status, 1 if result.count_attempt else 0,
+         utc_iso(result.next_attempt_at) if result.next_attempt_at else None, result.code, result.enhanced,
+         result.text[:500], result.message_id, stamp, result.status, stamp, result.job.id)
+        for result in results])
 
 
 def counts(db: sqlite_utils.Database, slug: str) -> dict[str, int]:

@@ -10,6 +10,7 @@ and no line that starts with a dot, so the bytes go into SMTP's DATA as they are
 from __future__ import annotations
 
 import binascii
+import random
 import re
 import secrets
 from dataclasses import dataclass
@@ -18,7 +19,6 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 from html import escape
 from pathlib import Path
-from urllib.parse import quote
 
 
 from .config import Config
@@ -32,6 +32,8 @@ DKIM_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"list-id", 
 
 
 _UNSAFE = re.compile("[\x00-\x1f\x7f\u0085\u2028\u2029]")
+# Short printable ASCII without "=", not starting with a dot nor ending in a space: its own QP encoding.
+_QP_AS_IS = re.compile(r"(?![.])[!-<>-~ ]{0,75}(?<! )")
 _PLAIN_NAME = re.compile(r"[A-Za-z0-9 !#$%&'*+/=?^_`{|}~.-]*")
 
 
@@ -58,6 +60,8 @@ def address_header(name: str, display: str, address: str) -> bytes:
 
 def qp(data: str) -> bytes:
     """Quoted-printable with CRLF line breaks (input may use LF or CRLF), no line starting with a dot."""
+    if _QP_AS_IS.fullmatch(data):  # a link, an address, an ASCII greeting: nothing to encode (per message)
+        return data.encode("ascii")
     raw = data.replace("\r\n", "\n").replace("\r", "\n").encode("utf-8")
     encoded = binascii.b2a_qp(raw, istext=True)
     if encoded[:1] == b"." or b"\n." in encoded:
@@ -191,7 +195,8 @@ class MessageFactory:
         encoded_html = {slot: qp(escape(value)) + b"=\r\n" for slot, value in text_values.items()}
         unsubscribe = f"List-Unsubscribe: <{links['unsubscribe_url']}>"
         if self._mailto:
-            unsubscribe += f",\r\n <mailto:{self._mailto}?subject={quote('unsubscribe ' + links['unsubscribe_token'])}>"
+            # the token is URL-safe base64 and dots: only the space needs quoting
+            unsubscribe += f",\r\n <mailto:{self._mailto}?subject=unsubscribe%20{links['unsubscribe_token']}>"
         message = b"".join([
             address_header("To", subscriber["name"], subscriber["email"]),
             self._date(now),
@@ -217,6 +222,9 @@ class MessageFactory:
         return signature + message
 
 
+_unique = random.Random(secrets.randbits(128))  # the id's random part needs to be unique, not secret
+
+
 def new_message_id(campaign_slug: str, delivery_id: int, domain: str) -> str:
     """Unique per delivery, and readable: which campaign and delivery row it came from."""
-    return f"<{header_safe(campaign_slug)}.{delivery_id}.{secrets.token_hex(6)}@{header_safe(domain)}>"
+    return f"<{header_safe(campaign_slug)}.{delivery_id}.{_unique.getrandbits(48):012x}@{header_safe(domain)}>"

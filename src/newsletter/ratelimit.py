@@ -17,8 +17,7 @@ class RateLimiter:
 
     Each slot is scheduled from the previous slot, not from when a sender asked: time lost while every
     connection was busy is made up, with at most `burst` messages back to back, so the rate holds over any
-    window and never runs ahead of the schedule. Shared by the sending threads: each asks acquire()
-    before handing a message to the relay.
+    window and never runs ahead of the schedule. Each sender asks acquire() (or reserve()) before handing a message to the relay.
     """
 
     def __init__(self, clock: Clock, per_second: float = 0, per_hour: float = 0,
@@ -37,25 +36,29 @@ class RateLimiter:
 
     def acquire(self) -> None:
         """Wait (on the clock) until this caller may send one message."""
-        while True:
-            with self._lock:
-                now = self.clock.monotonic()
-                if self._next_slot is None:
-                    self._next_slot = now
-                # a slot that passed unused stays usable for a short while (the burst), then is lost
-                slot = max(self._next_slot, now - self.burst * self.interval, self._paused_until)
-                if self.per_hour:
-                    while self._hour and self._hour[0] <= now - 3600:
-                        self._hour.popleft()
-                    if len(self._hour) >= self.per_hour:
-                        slot = max(slot, self._hour[0] + 3600)
-                if slot <= now:
-                    self._next_slot = slot + self.interval
-                    if self.per_hour:
-                        self._hour.append(now)
-                    return
-                wait = slot - now
+        while (wait := self.reserve()) > 0:
             self.clock.sleep(wait)
+
+    def reserve(self) -> float:
+        """Take the next slot if it has come (0.0), else say how many seconds until it does, taking
+        nothing: what an event loop asks instead of waiting in acquire()."""
+        with self._lock:
+            now = self.clock.monotonic()
+            if self._next_slot is None:
+                self._next_slot = now
+            # a slot that passed unused stays usable for a short while (the burst), then is lost
+            slot = max(self._next_slot, now - self.burst * self.interval, self._paused_until)
+            if self.per_hour:
+                while self._hour and self._hour[0] <= now - 3600:
+                    self._hour.popleft()
+                if len(self._hour) >= self.per_hour:
+                    slot = max(slot, self._hour[0] + 3600)
+            if slot > now:
+                return slot - now
+            self._next_slot = slot + self.interval
+            if self.per_hour:
+                self._hour.append(now)
+            return 0.0
 
     def slow_down(self) -> float:
         """The relay pushed back: pause every sender, doubling the pause on each push-back in a row."""

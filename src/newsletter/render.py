@@ -7,6 +7,7 @@ per-recipient values reach the template as opaque placeholders that message.py f
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from dataclasses import dataclass, field, replace
@@ -81,9 +82,16 @@ def first_name(name: str) -> str:
 
 def greeting(lang: str, name: str) -> str:
     """Hello with the first name when we know it."""
-    _ = gettext_for(lang)
+    with_name, without = _greetings(lang)
     given = first_name(name)
-    return _("Hello %(name)s,") % {"name": given} if given else _("Hello,")
+    return with_name % {"name": given} if given else without
+
+
+@functools.lru_cache(maxsize=64)
+def _greetings(lang: str) -> tuple[str, str]:
+    """Both forms of the greeting in one language: looked up once, not once per message."""
+    _ = gettext_for(lang)
+    return _("Hello %(name)s,"), _("Hello,")
 
 
 def archive_url(base_url: str, slug: str, lang: str, article: str | None = None) -> str:

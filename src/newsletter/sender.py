@@ -12,11 +12,13 @@ message per open connection. See docs/sending.md.
 
 from __future__ import annotations
 
-import queue
 import random
 import re
+import select
+import signal
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -30,7 +32,7 @@ from .campaigns import Campaign, load_campaign
 from .clock import Clock, SystemClock, utc_iso
 from .config import Config, SendingSettings
 from .db import LANGUAGES, connect, transaction
-from .deliveries import Job
+from .deliveries import Job, Result
 from .interests import Taxonomy
 from .message import DkimKey, MessageFactory, new_message_id
 from .prerender import render_in_child
@@ -48,6 +50,7 @@ HEARTBEAT_SECONDS = 30.0  # a progress line for the logs at least this often dur
 IDENTICAL_REFUSALS = 10  # the same refusal for this many messages in a row is the relay's, not theirs
 SESSION_FAULTS_TO_PAUSE = 3  # 503s or lost sessions in a row on one connection before the campaign pauses
 CONNECTION_BATCH = 64  # rows a connection claims at once (at most [sending] batch_size)
+GROUP_WAIT = 0.001  # seconds a commit may wait for more replies while fewer than half the connections answered
 WATCH_SECONDS = 0.25  # how often the main thread looks at the lease and the campaign's state
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 
@@ -197,7 +200,7 @@ class _Breaker:
 
 @dataclass
 class _Outcome:
-    """One delivery's result on its way to the writer; `durable` is set once it is committed."""
+    """One delivery's result, on its way into the next group commit."""
 
     job: Job
     status: str
@@ -207,114 +210,87 @@ class _Outcome:
     bounce: bool = False
     text: str = ""
     restore: list[Job] = field(default_factory=list)  # rows of a breaker's run to give back, after this one
-    durable: threading.Event = field(default_factory=threading.Event)
 
 
-class _Writer:
-    """The one thread that writes results: everything that is ready goes in one transaction (a group
-    commit), and each connection waits for its previous result to be durable before its next MAIL, so a
-    kill can still cost at most one second copy per open connection. After each commit it reads the
-    campaign's state once, which is how a pause or cancel from anywhere reaches every connection."""
+class _Connection:
+    """One SMTP connection carried by the loop, and the message it has in flight."""
 
-    def __init__(self, sender: CampaignSender) -> None:
-        self.sender = sender
-        self._queue: queue.SimpleQueue[_Outcome | None] = queue.SimpleQueue()
-        self._thread = threading.Thread(target=self._run, name="writer", daemon=True)
-        self.failed = threading.Event()
-        self._seen_version = -1
+    __slots__ = ("name", "transport", "job", "message_id", "ready", "unrecorded", "deadline", "session_faults",
+                 "fault")
 
-    def start(self) -> None:
-        self._thread.start()
+    def __init__(self, name: str, transport: Transport) -> None:
+        self.name = name
+        self.transport = transport
+        self.job: Job | None = None  # composed or in flight
+        self.message_id: str | None = None
+        self.ready: tuple[str, bytes] | None = None  # (recipient, bytes) composed and not yet started
+        self.unrecorded = False  # its last result is not committed yet: no next MAIL until it is
+        self.deadline = 0.0  # time.monotonic() by which the relay must have answered
+        self.session_faults = 0  # in a row; a lone 503 is retried, a run of them pauses the campaign
+        self.fault: Reply | None = None  # the last connection fault
 
-    def put(self, outcome: _Outcome) -> _Outcome:
-        self._queue.put(outcome)
-        return outcome
+    def fileno(self) -> int:
+        return self.transport.fileno()
 
-    def stop(self) -> None:
-        """Write what is left, then end the thread."""
-        self._queue.put(None)
-        self._thread.join()
+    def needs_work(self) -> bool:
+        return self.ready is None and self.job is None
 
-    def wait(self, outcome: _Outcome | None) -> None:
-        """Until `outcome` is durable (or the writer failed, which halts the run)."""
-        while outcome is not None and not outcome.durable.wait(0.5):
-            if self.failed.is_set():
-                return
+    def startable(self) -> bool:
+        return self.ready is not None and not self.unrecorded
 
-    def _run(self) -> None:
-        sender = self.sender
-        db = connect(sender.config.database, migrate_schema=False)
-        pending: list[_Outcome] = []
-        try:
-            while True:
-                item = self._queue.get()
-                done = item is None
-                pending = [] if done else [item]
-                while True:  # everything else that is ready joins the same commit
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    if item is None:
-                        done = True
-                    else:
-                        pending.append(item)
-                if pending:
-                    self._commit(db, pending)
-                    pending = []
-                if done:
-                    return
-        except BaseException as exc:
-            sender._errors.append(("writer", exc))
-            sender._halt.set()
-            self.failed.set()
-            for outcome in pending:
-                outcome.durable.set()
-        finally:
-            db.conn.close()
 
-    def _commit(self, db: sqlite_utils.Database, outcomes: list[_Outcome]) -> None:
-        sender = self.sender
-        with transaction(db):
-            for outcome in outcomes:
-                reply = outcome.reply
-                if outcome.status == "queued":
-                    deliveries.release(db, [outcome.job.id])
-                elif reply is None:
-                    deliveries.record(db, outcome.job, outcome.status, now=sender.clock.now(), text=outcome.text,
-                                      count_attempt=False)
-                else:
-                    deliveries.record(db, outcome.job, outcome.status, now=sender.clock.now(), code=reply.code,
-                                      enhanced=reply.enhanced, text=reply.text, message_id=outcome.message_id,
-                                      next_attempt_at=outcome.next_attempt_at)
-                if outcome.restore:
-                    deliveries.restore(db, outcome.restore)
-        for outcome in outcomes:
-            if outcome.bounce and outcome.reply is not None:  # its own transaction: the one bounce policy
-                record_smtp_bounce(db, outcome.job, outcome.reply, clock=sender.clock)
-            if outcome.status not in ("queued", "connection"):
-                sender._count(outcome.status)
-                if sender.progress:
-                    sender.progress(outcome.status)
-        sender._keep_lease(db)
-        sender._beat(db)
-        # Another connection committed since we last looked (a pause, a cancel, a claim): read the state.
-        version = db.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._seen_version:
-            self._seen_version = version
-            if campaign_state.get(db, sender.campaign.slug)["state"] in ("paused", "cancelled"):
-                sender._said.set()
-        for outcome in outcomes:
-            outcome.durable.set()
+class _Rows:
+    """The rows this process claimed and the people they go to, handed out one at a time.
+
+    Rows are claimed a batch at a time and their subscribers and suppressions read in one query; when
+    anyone's right to be mailed changes meanwhile (audience_version moves), the rest are read again."""
+
+    def __init__(self, sender: CampaignSender, db: sqlite_utils.Database, size: int) -> None:
+        self.sender, self.db, self.size = sender, db, size
+        self.jobs: deque[Job] = deque()
+        self.people: dict[int, dict] = {}
+        self.version = -1
+        self.exhausted = False
+
+    def next(self) -> tuple[Job, dict | None] | None:
+        """The next row and its subscriber (None: not to be mailed any more), or None when none are due."""
+        if not self.jobs:
+            if self.exhausted:
+                return None
+            sender = self.sender
+            held = deliveries.claim(self.db, sender.campaign.slug, sender.clock.now(), self.size)
+            if not held:
+                self.exhausted = True
+                return None
+            self.version = deliveries.audience_version(self.db)
+            self.people = deliveries.recipients(self.db, held)
+            self.jobs.extend(held)
+        job = self.jobs.popleft()
+        return job, self.people.get(job.id)
+
+    def put_back(self, job: Job) -> None:
+        self.jobs.appendleft(job)
+
+    def recheck(self) -> None:
+        if self.jobs and deliveries.audience_version(self.db) != self.version:
+            self.version = deliveries.audience_version(self.db)
+            self.people = deliveries.recipients(self.db, list(self.jobs))
+
+    def release(self) -> None:
+        """Give back what was claimed and not started (a stop)."""
+        if self.jobs:
+            deliveries.release(self.db, [job.id for job in self.jobs])
+            self.jobs.clear()
 
 
 class CampaignSender:
-    """One run over one campaign's delivery log by N connections, each claiming its own batches.
+    """One run over one campaign's delivery log by N connections, carried by one thread's event loop.
 
     Before any row is claimed the relay is checked (connect, TLS, login, MAIL FROM); a fault of the
     connection, then or during the run, pauses the campaign with the reason and no recipient pays for it.
-    Per batch: the subscribers and their suppressions in one query; per message: compose, wait until the
-    previous result is durable, send; results go to one writer that commits whatever is ready at once.
+    Per batch: the subscribers and their suppressions in one query; per message: compose, throttle, write
+    the envelope; whenever replies come in, their results go into one transaction (a group commit), and a
+    connection starts its next message only once its previous result is committed.
     """
 
     def __init__(self, config: Config, campaign: Campaign, *, clock: Clock = SystemClock(),
@@ -326,8 +302,8 @@ class CampaignSender:
         self.campaign = campaign
         self.clock = clock
         self.stop = stop or threading.Event()  # the caller's: Ctrl-C, a scheduler shutting down
-        self._halt = threading.Event()  # ours: a thread failed or the relay is at fault; never the caller's
-        self._said = threading.Event()  # the campaign was paused or cancelled (seen by the writer or the watch)
+        self._halt = threading.Event()  # ours: the relay is at fault or the lease is lost; never the caller's
+        self._said = threading.Event()  # the campaign was paused or cancelled (seen after a commit or the watch)
         self._last_renewal = 0.0
         self.progress = progress
         self.heartbeat = heartbeat
@@ -342,118 +318,221 @@ class CampaignSender:
         self.rng = random.Random()
         self.sent_now = 0
         self.fault: str | None = None  # what the relay did wrong, when it paused the campaign
-        self._transports: list[Transport | None] = [None] * self.connections
-        self._writer: _Writer | None = None
-        self._count_lock = threading.Lock()
+        self._transports: list[Transport] = []
         self._tally: dict[str, int] = {}
         self._errors: list[tuple[str, BaseException]] = []
         self._breaker = _Breaker()
-        self._session = threading.local()  # each thread's last connection fault
         self._started_at = 0.0
         self._last_beat = 0.0
         self._lost_lease = False
-        self._lease_lock = threading.Lock()
+        self._seen_version = -1
 
     # -- the steps, per message ---------------------------------------------------------------------
 
-    def transmit(self, transport: Transport, job: Job, subscriber: dict, previous: _Outcome | None) -> _Outcome:
-        """Compose, wait for the previous result to be durable, throttle, send, decide; the outcome goes
-        to the writer. A connection fault gives the row back as it was (status "connection")."""
-        writer = self._writer
-        assert writer is not None
-        now = self.clock.now()
-        message_id, data = self.composer.compose(subscriber, job.id, now)
-        writer.wait(previous)
-        if self._stopping():
-            return _Outcome(job, "stopped")
-        self.limiter.acquire()
-        reply = transport.send(self.composer.envelope_sender(job.id), subscriber["email"], data)
+    def compose_for(self, connection: _Connection, job: Job, subscriber: dict) -> None:
+        """Build the message `connection` carries next; nothing goes out yet (so it may be done while the
+        connection's previous result waits for its commit)."""
+        connection.message_id, data = self.composer.compose(subscriber, job.id, self.clock.now())
+        connection.job = job
+        connection.ready = (subscriber["email"], data)
+
+    def transmit(self, connection: _Connection) -> _Outcome | None:
+        """Hand the composed message to the relay: its outcome when the relay answered at once (or the
+        transport is not one the loop can wait on), else None until the loop sees the reply."""
+        assert connection.ready is not None and connection.job is not None
+        (rcpt, data), connection.ready = connection.ready, None
+        transport = connection.transport
+        mail_from = self.composer.envelope_sender(connection.job.id)
+        if not hasattr(transport, "start"):  # smtplib's SMTPTransport, a Maildir: they answer as they send
+            return self.decide_on(connection, transport.send(mail_from, rcpt, data))
+        reply = transport.start(mail_from, rcpt, data)
+        if reply is not None:
+            return self.decide_on(connection, reply)
+        connection.deadline = time.monotonic() + transport.timeout
+        return None
+
+    def decide_on(self, connection: _Connection, reply: Reply) -> _Outcome:
+        """The relay answered for the message `connection` carried: what to record, and whether the
+        relay (not the recipient) is at fault. A connection fault gives the row back as it was."""
+        job = connection.job
+        assert job is not None
+        connection.job = None
         if reply.outcome == "connection":
-            self._session.reply = reply
-            return writer.put(_Outcome(job, "queued"))
+            connection.fault = reply
+            connection.session_faults += 1
+            if connection.session_faults >= SESSION_FAULTS_TO_PAUSE or self._is_setup_fault(reply):
+                self._pause_for_fault(what_to_fix(reply, self.transport_url))
+            return _Outcome(job, "queued")
+        connection.session_faults = 0
         decision = decide(reply, job.attempts, self.config.sending, self.clock.now(), self.rng)
         if decision.slow_down:
             self.limiter.slow_down()
         elif decision.status == "sent":
             self.limiter.succeeded()
-        outcome = _Outcome(job, decision.status, reply, message_id, decision.next_attempt_at, decision.bounce)
+        outcome = _Outcome(job, decision.status, reply, connection.message_id, decision.next_attempt_at,
+                           decision.bounce)
         give_back = self._breaker.add(job, reply, decision.status)
         if give_back:
             outcome.restore = give_back
-            writer.put(outcome)
             self._pause_for_fault(what_to_fix(reply, self.transport_url) +
                                   f"; {IDENTICAL_REFUSALS} refused in a row were given back uncounted")
-            return outcome
-        return writer.put(outcome)
+        return outcome
+
+    def record(self, db: sqlite_utils.Database, outcomes: list[_Outcome]) -> None:
+        """One transaction for every result that is ready (a group commit), then what follows from them:
+        bounces, counts, progress, the lease, and a look at the campaign's state if anyone else wrote."""
+        results, given_back = [], []
+        for outcome in outcomes:
+            reply = outcome.reply
+            if outcome.status == "queued":
+                given_back.append(outcome.job.id)
+            elif reply is None:
+                results.append(Result(outcome.job, outcome.status, text=outcome.text, count_attempt=False))
+            else:
+                results.append(Result(outcome.job, outcome.status, reply.code, reply.enhanced, reply.text,
+                                      outcome.message_id, outcome.next_attempt_at))
+        with transaction(db):
+            deliveries.record(db, results, now=self.clock.now())
+            if given_back:
+                deliveries.release(db, given_back)
+            for outcome in outcomes:
+                if outcome.restore:  # after the run's own results: they are what is undone
+                    deliveries.restore(db, outcome.restore)
+        for outcome in outcomes:
+            if outcome.bounce and outcome.reply is not None:  # its own transaction: the one bounce policy
+                record_smtp_bounce(db, outcome.job, outcome.reply, clock=self.clock)
+            if outcome.status != "queued":
+                self._count(outcome.status)
+        self._keep_lease(db)
+        self._beat(db)
+        # Another connection committed since we last looked (a pause, a cancel, a claim): read the state.
+        version = db.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._seen_version:
+            self._seen_version = version
+            if campaign_state.get(db, self.campaign.slug)["state"] in ("paused", "cancelled"):
+                self._said.set()
 
     def _pause_for_fault(self, reason: str) -> None:
         """Stop the run and pause the campaign with `reason` (unless an operator paused or cancelled it)."""
-        with self._count_lock:
-            first = self.fault is None
-            if first:
-                self.fault = reason
-        if first:
-            db = connect(self.config.database, migrate_schema=False)
-            try:
-                campaign_state.pause_for_fault(db, self.campaign.slug, reason, self.clock)
-            finally:
-                db.conn.close()
+        if self.fault is None:
+            self.fault = reason
+            campaign_state.pause_for_fault(self.db, self.campaign.slug, reason, self.clock)
         self._halt.set()
 
     def _stopping(self) -> bool:
         return self.stop.is_set() or self._halt.is_set() or self._said.is_set()
 
-    # -- threads ------------------------------------------------------------------------------------
+    # -- the loop -----------------------------------------------------------------------------------
 
-    def _worker(self, number: int) -> None:
-        """One connection: claim a batch, fetch its people in one query, send it; until nothing is due."""
-        db = None
-        held: list[Job] = []  # claimed and not yet handed to the writer
-        previous: _Outcome | None = None
-        session_faults = 0  # in a row on this connection; a lone 503 is retried, a run of them pauses
+    def _carry(self, db: sqlite_utils.Database) -> None:
+        """Every connection, in this thread, until no row is due or the run stops. Each turn: compose the
+        next message of every connection that has none, commit every result that came in (one
+        transaction), start the composed messages of connections whose last result is now durable, and
+        wait for replies."""
+        if len(self._transports) < self.connections:
+            self._transports += [open_transport(self.transport_url, starttls=self.config.sending.starttls)
+                                 for _ in range(self.connections - len(self._transports))]
+        connections = [_Connection(f"smtp-{number}", transport) for number, transport in enumerate(self._transports)]
+        busy: dict[int, _Connection] = {}  # by socket: a message in flight
+        rows = _Rows(self, db, self.batch * self.connections)
+        results: list[_Outcome] = []
+        next_watch = self.clock.monotonic() + WATCH_SECONDS
         try:
-            db = connect(self.config.database, migrate_schema=False)
-            transport = self._transports[number]
-            if transport is None:
-                transport = self._transports[number] = open_transport(self.transport_url,
-                                                                      starttls=self.config.sending.starttls)
-            while not self._stopping():
-                held = deliveries.claim(db, self.campaign.slug, self.clock.now(), self.batch)
-                if not held:
-                    return
-                version = deliveries.audience_version(db)
-                people = deliveries.recipients(db, held)
-                while held and not self._stopping():
-                    job = held.pop(0)
-                    if deliveries.audience_version(db) != version:  # someone left since: ask again
-                        version = deliveries.audience_version(db)
-                        people = deliveries.recipients(db, [job, *held])
-                    subscriber = people.get(job.id)
-                    if subscriber is None:
-                        self._writer.put(_Outcome(job, "skipped", text="not active or suppressed at send time"))
+            while True:
+                if not self._stopping():
+                    self._compose_ahead(connections, rows, results)
+                if results:
+                    # replies that come in meanwhile join the same commit: waiting a moment for them costs
+                    # a message's round trip less than a commit costs CPU
+                    if busy:
+                        self._collect(busy, results, 0.0 if len(results) * 2 > len(busy) else GROUP_WAIT)
+                    self.record(db, results)
+                    results.clear()
+                    for connection in connections:
+                        connection.unrecorded = False
+                wait = 0.0
+                for connection in connections:
+                    if self._stopping() or not connection.startable():
                         continue
-                    outcome = self.transmit(transport, job, subscriber, previous)
-                    if outcome.status == "stopped":
-                        held.insert(0, job)
+                    wait = self.limiter.reserve()
+                    if wait > 0:
                         break
-                    previous = outcome
-                    if outcome.status != "queued":
-                        session_faults = 0
-                        continue
-                    session_faults += 1
-                    reply = self._session.reply
-                    if session_faults >= SESSION_FAULTS_TO_PAUSE or self._is_setup_fault(reply):
-                        self._pause_for_fault(what_to_fix(reply, self.transport_url))
-        except BaseException as exc:  # report after the run; the rows stay claimable
-            self._errors.append((threading.current_thread().name, exc))
-            self._halt.set()
+                    try:
+                        outcome = self.transmit(connection)
+                    except Exception as exc:  # reported after the run; what is in flight is still recorded
+                        self._failed(connection.name, exc)
+                        break
+                    if outcome is None:
+                        busy[connection.fileno()] = connection
+                    else:
+                        results.append(outcome)
+                        connection.unrecorded = True
+                if results:
+                    continue
+                if not busy:
+                    if self._stopping() or not wait:
+                        return
+                    self.clock.sleep(wait)
+                    continue
+                if not self._collect(busy, results, min(wait or WATCH_SECONDS, WATCH_SECONDS)):
+                    self._give_up_on_silent(busy, results)
+                if self.clock.monotonic() >= next_watch:
+                    next_watch = self.clock.monotonic() + WATCH_SECONDS
+                    self._watch()
+                    self._beat(db)
         finally:
-            if db is not None:
-                if held and not self._lost_lease:  # once another process holds the campaign, its rows are its own
-                    deliveries.release(db, [job.id for job in held])
-                db.conn.close()
-            if self._writer is not None:
-                self._writer.wait(previous)
+            if results:
+                self.record(db, results)
+            for connection in connections:
+                if connection.ready is not None and connection.job is not None:
+                    rows.put_back(connection.job)
+            if not self._lost_lease:  # once another process holds the campaign, its rows are its own
+                rows.release()
+
+    def _compose_ahead(self, connections: list[_Connection], rows: _Rows, results: list[_Outcome]) -> None:
+        """A next message for every connection with nothing in flight and nothing composed."""
+        waiting = [connection for connection in connections if connection.needs_work()]
+        if not waiting:
+            return
+        rows.recheck()
+        for connection in waiting:
+            while (found := rows.next()) is not None and found[1] is None:
+                results.append(_Outcome(found[0], "skipped", text="not active or suppressed at send time"))
+            if found is None:
+                return
+            try:
+                self.compose_for(connection, *found)
+            except Exception as exc:  # reported after the run; what is in flight is still recorded
+                rows.put_back(found[0])
+                self._failed(connection.name, exc)
+                return
+
+    def _collect(self, busy: dict[int, _Connection], results: list[_Outcome], timeout: float) -> bool:
+        """Wait up to `timeout` for replies and decide on every message the relay has answered; False if
+        nothing at all came in."""
+        ready, _, _ = select.select(list(busy), [], [], timeout)
+        for fileno in ready:
+            connection = busy[fileno]
+            reply = connection.transport.readable()
+            if reply is not None:
+                del busy[fileno]
+                results.append(self.decide_on(connection, reply))
+                connection.unrecorded = True
+        return bool(ready)
+
+    def _give_up_on_silent(self, busy: dict[int, _Connection], results: list[_Outcome]) -> None:
+        """A relay that stays silent past the transport's timeout has lost the connection."""
+        now = time.monotonic()
+        for fileno, connection in list(busy.items()):
+            if now >= connection.deadline:
+                del busy[fileno]
+                results.append(self.decide_on(connection, connection.transport.timed_out()))
+                connection.unrecorded = True
+
+    def _failed(self, name: str, error: Exception) -> None:
+        """Something unexpected (a variant that cannot be rendered): stop the run, report it at the end."""
+        self._errors.append((name, error))
+        self._halt.set()
 
     @staticmethod
     def _is_setup_fault(reply: Reply | None) -> bool:
@@ -461,21 +540,21 @@ class CampaignSender:
         return reply is not None and (reply.stage in SESSION_STAGES or reply.code == 530)
 
     def _count(self, status: str) -> None:
-        with self._count_lock:
-            self._tally[status] = self._tally.get(status, 0) + 1
-            if status == "sent":
-                self.sent_now += 1
+        self._tally[status] = self._tally.get(status, 0) + 1
+        if status == "sent":
+            self.sent_now += 1
+        if self.progress:
+            self.progress(status)
 
     def _beat(self, db: sqlite_utils.Database | None = None) -> None:
         """Every heartbeat_seconds on the clock, hand a progress snapshot to `heartbeat` (the scheduler's log)."""
         if self.heartbeat is None:
             return
-        with self._count_lock:
-            now = self.clock.monotonic()
-            if now - self._last_beat < self.heartbeat_seconds:
-                return
-            self._last_beat = now
-            tally = dict(self._tally)
+        now = self.clock.monotonic()
+        if now - self._last_beat < self.heartbeat_seconds:
+            return
+        self._last_beat = now
+        tally = self._tally
         done = sum(tally.values())
         elapsed = max(now - self._started_at, 1e-9)
         rate = done / elapsed
@@ -489,8 +568,7 @@ class CampaignSender:
             return self._run(wait_for_retries)
         finally:
             for transport in self._transports:
-                if transport is not None:
-                    transport.close()
+                transport.close()
             self.db.conn.close()
 
     def _run(self, wait_for_retries: bool) -> SendSummary:
@@ -526,8 +604,6 @@ class CampaignSender:
         self._started_at = self._last_beat = self._last_renewal = self.clock.monotonic()
         deliveries.reset_interrupted(self.db, slug, self.clock)
         self.composer.load_variants(self.db)
-        self._writer = _Writer(self)
-        self._writer.start()
         try:
             while True:
                 reason = self._round()
@@ -544,33 +620,20 @@ class CampaignSender:
                 wait = max(0.0, (retry_at - self.clock.now()).total_seconds()) + 0.001
                 self.clock.sleep(min(wait, RETRY_WAIT_STEP))
         finally:
-            self._writer.stop()
             if not self._lost_lease:
                 deliveries.reset_interrupted(self.db, slug, self.clock)
             if campaign_state.get(self.db, slug)["state"] == "cancelled":
                 campaign_state.skip_unsent(self.db, slug, self.clock)
 
     def _round(self) -> str | None:
-        """Start every connection and watch them until they run out of due rows; the reason if stopped."""
+        """Carry every connection until they run out of due rows; the reason if stopped.
+
+        A first Ctrl-C stops the run gently: messages in flight get their answer and are recorded (a
+        second one interrupts at once; the next run puts back what was left 'sending')."""
         if self._watch():
             return self._reason()
-        workers = [threading.Thread(target=self._worker, args=(number,), name=f"smtp-{number}", daemon=True)
-                   for number in range(self.connections)]
-        try:
-            for worker in workers:
-                worker.start()
-            while any(worker.is_alive() for worker in workers):
-                for worker in workers:
-                    worker.join(WATCH_SECONDS / len(workers))
-                self._watch()
-                self._beat()
-        except KeyboardInterrupt:
-            self._halt.set()
-            self.stop.set()
-        finally:
-            for worker in workers:
-                if worker.ident is not None:
-                    worker.join()
+        with _first_interrupt_sets(self.stop):
+            self._carry(self.db)
         return self._reason() if self._stopping() else None
 
     def _watch(self) -> bool:
@@ -594,7 +657,7 @@ class CampaignSender:
         slug = self.campaign.slug
         if self._errors:
             name, error = self._errors[0]
-            raise SendError(f"{slug}: sending thread {name} failed: {type(error).__name__}: {error}; the rows it "
+            raise SendError(f"{slug}: sender {name} failed: {type(error).__name__}: {error}; the rows it "
                             f"held are queued again, so `newsletter send {slug}` carries on") from error
         if self.sent_now:
             campaign_state.fault_cleared(self.db, slug)
@@ -613,17 +676,16 @@ class CampaignSender:
         """Renew the lease well before it runs out; called by the watch and after each group commit, so
         that it is renewed on the clock whatever pace the messages go at. False (and the run halts) once
         another process holds it."""
-        with self._lease_lock:
-            if self._lost_lease:
-                return False
-            if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
-                return True
-            if not campaign_state.acquire_lease(db or self.db, self.campaign.slug, self.owner, self.clock):
-                self._lost_lease = True
-                self._halt.set()
-                return False
-            self._last_renewal = self.clock.monotonic()
+        if self._lost_lease:
+            return False
+        if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
             return True
+        if not campaign_state.acquire_lease(db or self.db, self.campaign.slug, self.owner, self.clock):
+            self._lost_lease = True
+            self._halt.set()
+            return False
+        self._last_renewal = self.clock.monotonic()
+        return True
 
     def _summary(self, started: float, reason: str | None) -> SendSummary:
         slug = self.campaign.slug
@@ -634,6 +696,28 @@ class CampaignSender:
             next_retry_at=deliveries.next_retry_at(self.db, slug),
             warnings=self.composer.renderer.warnings, fault=self.fault,
         )
+
+
+class _first_interrupt_sets:
+    """While the loop runs in the main thread, a first SIGINT sets `stop` instead of raising."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self.previous = None
+
+    def __enter__(self) -> None:
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._interrupted)
+
+    def _interrupted(self, number, frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        self.stop.set()
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock: Clock = SystemClock()) -> Campaign:

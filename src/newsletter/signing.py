@@ -71,7 +71,7 @@ class Signer:
         if key is None:
             key = keys[namespace] = self._key(namespace)
         payload = base64.urlsafe_b64encode(str(value).encode()).rstrip(b"=")
-        signature = base64.urlsafe_b64encode(hmac.new(key, payload, hashlib.sha256).digest()).rstrip(b"=")
+        signature = base64.urlsafe_b64encode(hmac.digest(key, payload, "sha256")).rstrip(b"=")
         return (payload + b"." + signature).decode("ascii")
 
     def unsign(self, token: str, namespace: str, *, max_age: float | None = None) -> Any:

@@ -152,6 +152,12 @@ class CheckStep:
     detail: str
 
 
+def worth_a_fresh_connection(reply: Reply) -> bool:
+    """On a reused connection: the relay closed it while idle, or lost track of it, before we spoke.
+    Nothing was sent, so the message is tried once more on a fresh connection."""
+    return reply.stage == "MAIL" and reply.code in (0, 421, 503)
+
+
 class Transport(Protocol):
     def send(self, mail_from: str, rcpt: str, data: bytes) -> Reply: ...
 
@@ -200,9 +206,7 @@ class SMTPTransport:
         """Deliver complete CRLF message bytes to one recipient; never raises for SMTP or network trouble."""
         reused = self._smtp is not None
         reply = self._send_once(mail_from, rcpt, data)
-        if reused and reply.stage == "MAIL" and reply.code in (0, 421, 503):
-            # The relay closed an idle connection, or lost track of it, before we spoke: nothing was sent,
-            # so try once on a fresh connection.
+        if reused and worth_a_fresh_connection(reply):
             reply = self._send_once(mail_from, rcpt, data)
         return reply
 

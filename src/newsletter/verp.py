@@ -11,7 +11,6 @@ one list is worthless on another.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from email.utils import parseaddr
@@ -51,7 +50,7 @@ def parse_verp(address: str, bounce_address: str, secret: str) -> int | None:
 
 def _tag(local: str, domain: str, delivery_id: int, secret: str) -> str:
     signed = f"{local}@{domain}:{delivery_id}".encode()
-    digest = hmac.new(secret.encode(), signed, hashlib.sha256).digest()
+    digest = hmac.digest(secret.encode(), signed, "sha256")
     return _base36(int.from_bytes(digest[:8], "big") % 36**_TAG_LENGTH).rjust(_TAG_LENGTH, "0")
 
 
