@@ -826,7 +826,8 @@ def print_send_summary(summary, db) -> None:
 
     from . import deliveries
 
-    console.print(f"{summary.slug}: {summary.sent_now:,} sent in this run, {summary.elapsed:.1f} s", highlight=False)
+    by = f" by {summary.processes} processes" if summary.processes > 1 else ""
+    console.print(f"{summary.slug}: {summary.sent_now:,} sent in this run{by}, {summary.elapsed:.1f} s", highlight=False)
     table = Table()
     table.add_column("status")
     table.add_column("deliveries", justify="right")

@@ -53,6 +53,9 @@ class SendingSettings:
                                         "as long (with jitter).", minimum=0)
     retry_max_seconds: float = setting(6 * 3600.0, "The longest wait between two retries.", minimum=0)
     batch_size: int = setting(500, "Deliveries claimed from the log at a time.", minimum=1)
+    processes: int = setting(0, "Sender processes per campaign, each with its share of the connections and of the "
+                             "rate; 0 means one per core. A send with fewer than 2,000 deliveries left per "
+                             "process uses fewer.", minimum=0, maximum=64)
     starttls: str = setting("auto", "STARTTLS on smtp:// URLs: auto (when offered), always (refuse to send "
                             "without it) or never.", choices=("auto", "always", "never"))
 
@@ -366,6 +369,7 @@ max_attempts = 6
 retry_base_seconds = 60
 # retry_max_seconds = 21600
 # batch_size = 500
+# processes = 0            # sender processes for big sends; 0 = one per core
 # starttls = "auto"        # auto | always | never
 
 [dkim]                     # sign every message (covers List-Unsubscribe and List-Unsubscribe-Post)

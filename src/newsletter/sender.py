@@ -12,6 +12,7 @@ message per open connection. See docs/sending.md.
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import select
@@ -39,6 +40,7 @@ from .prerender import render_in_child
 from .ratelimit import RateLimiter
 from .render import IssueRenderer
 from .segments import parse_segment
+from .sendhelpers import Helper, Share, shares
 from .signing import Signer
 from .subscribers import get as get_subscriber
 from .transport import SESSION_STAGES, Reply, Transport, check_transport, open_transport, what_to_fix
@@ -49,6 +51,7 @@ RETRY_WAIT_STEP = 5.0  # seconds
 HEARTBEAT_SECONDS = 30.0  # a progress line for the logs at least this often during a send
 IDENTICAL_REFUSALS = 10  # the same refusal for this many messages in a row is the relay's, not theirs
 SESSION_FAULTS_TO_PAUSE = 3  # 503s or lost sessions in a row on one connection before the campaign pauses
+ROWS_PER_PROCESS = 2000  # a helper process costs a start-up: only for sends with this many rows each
 CONNECTION_BATCH = 64  # rows a connection claims at once (at most [sending] batch_size)
 GROUP_WAIT = 0.001  # seconds a commit may wait for more replies while fewer than half the connections answered
 WATCH_SECONDS = 0.25  # how often the main thread looks at the lease and the campaign's state
@@ -66,6 +69,7 @@ class SendSummary:
     next_retry_at: datetime | None
     warnings: list[str] = field(default_factory=list)
     fault: str | None = None  # with stopped_reason "fault": what is wrong with the relay and what to fix
+    processes: int = 1  # the most processes that carried one round ([sending] processes)
 
 
 @dataclass(frozen=True)
@@ -103,7 +107,7 @@ def decide(reply: Reply, attempts_before: int, settings: SendingSettings, now: d
 
 
 class Composer:
-    """Renders variants once and builds each recipient's bytes; shared by the sending threads."""
+    """Renders variants once and builds each recipient's bytes."""
 
     def __init__(self, config: Config, campaign: Campaign, taxonomy: Taxonomy) -> None:
         self.config = config
@@ -114,7 +118,6 @@ class Composer:
             dkim_key = DkimKey.from_file(config.dkim.domain, config.dkim.selector, config.dkim.private_key_file)
         self.signer = Signer(config.require_secret())
         self.factory = MessageFactory(config, self.signer, dkim_key)
-        self._lock = threading.Lock()
 
     def load_variants(self, db: sqlite_utils.Database) -> None:
         """Render, in a child process, the variant of every profile still to be sent, so that this process
@@ -125,14 +128,19 @@ class Composer:
             "WHERE d.campaign = ? AND d.status IN ('queued', 'sending', 'deferred')", [self.campaign.slug])]
         if not profiles:
             return
-        by_profile, variants = render_in_child(self.config, self.campaign, profiles, ())
-        with self._lock:
-            self.renderer._variants.update(variants)
-            self.renderer._by_profile.update(by_profile)
+        self.adopt(render_in_child(self.config, self.campaign, profiles, ()))
+
+    def rendered(self) -> tuple[dict, dict]:
+        """The variants rendered so far, as adopt() takes them (for a helper process)."""
+        return self.renderer._by_profile, self.renderer._variants
+
+    def adopt(self, rendered: tuple[dict, dict]) -> None:
+        by_profile, variants = rendered
+        self.renderer._variants.update(variants)
+        self.renderer._by_profile.update(by_profile)
 
     def compose(self, subscriber: dict, delivery_id: int, now: datetime) -> tuple[str, bytes]:
-        with self._lock:  # render each variant once, even when several threads ask at the same moment
-            variant = self.renderer.variant_for(subscriber)
+        variant = self.renderer.variant_for(subscriber)
         message_id = new_message_id(self.campaign.slug, delivery_id, self.config.sender_domain)
         return message_id, self.factory.build(variant, subscriber, message_id=message_id, now=now)
 
@@ -142,6 +150,10 @@ class Composer:
         if not bounce:
             return self.campaign.sender_address or self.config.sender_address
         return verp_address(bounce, delivery_id, self.config.require_secret())
+
+
+class HelperFailed(RuntimeError):
+    """What a helper process reported (or how it ended) when it failed."""
 
 
 class SendError(RuntimeError):
@@ -308,12 +320,14 @@ class CampaignSender:
         self.progress = progress
         self.heartbeat = heartbeat
         self.heartbeat_seconds = heartbeat_seconds
-        self.connections = max(1, connections or config.sending.connections)
+        self.total_connections = max(1, connections or config.sending.connections)
+        self.connections = self.total_connections  # this process's share (_share_out)
         self.batch = max(1, min(config.sending.batch_size, CONNECTION_BATCH))
         self.transport_url = transport_url or campaign.transport or config.smtp_url
         self.db = connect(config.database)
         self.composer = Composer(config, campaign, Taxonomy.load(self.db))
-        self.limiter = RateLimiter(clock, config.sending.rate_per_second, config.sending.rate_per_hour)
+        self._limiter = RateLimiter(clock, config.sending.rate_per_second, config.sending.rate_per_hour)
+        self.limiter = self._limiter  # this process's, with its share of the rate (_share_out)
         self.owner = campaign_state.new_owner()
         self.rng = random.Random()
         self.sent_now = 0
@@ -325,7 +339,38 @@ class CampaignSender:
         self._started_at = 0.0
         self._last_beat = 0.0
         self._lost_lease = False
+        self._lease_elsewhere: threading.Event | None = None  # a helper's: set when the parent lost the lease
         self._seen_version = -1
+        self._count_lock = threading.Lock()  # helpers' counts arrive on their reader threads
+        self._helper_shares: list[Share] = []
+        self.processes_used = 1
+
+    @classmethod
+    def helper(cls, config: Config, campaign: Campaign, rendered: tuple[dict, dict], share: Share, *,
+               transport_url: str, clock: Clock, stop: threading.Event, lost_lease: threading.Event,
+               progress: Callable[[str], None]) -> "CampaignSender":
+        """The sender of a helper process (sendhelpers.py): its share of the connections and the rate, the
+        variants the parent rendered, no lease of its own (the parent holds the campaign's)."""
+        sender = cls(config, campaign, clock=clock, stop=stop, progress=progress, connections=share.connections,
+                     transport_url=transport_url)
+        sender.limiter = RateLimiter(clock, share.rate_per_second, share.rate_per_hour)
+        sender.composer.adopt(rendered)
+        sender._lease_elsewhere = lost_lease
+        return sender
+
+    def carry(self) -> None:
+        """A helper's whole part: its connections until no row is due or it is told to stop."""
+        self._started_at = self._last_beat = self.clock.monotonic()
+        self._carry(self.db)
+
+    @property
+    def errors(self) -> list[tuple[str, BaseException]]:
+        return self._errors
+
+    def close(self) -> None:
+        for transport in self._transports:
+            transport.close()
+        self.db.conn.close()
 
     # -- the steps, per message ---------------------------------------------------------------------
 
@@ -432,7 +477,8 @@ class CampaignSender:
         if len(self._transports) < self.connections:
             self._transports += [open_transport(self.transport_url, starttls=self.config.sending.starttls)
                                  for _ in range(self.connections - len(self._transports))]
-        connections = [_Connection(f"smtp-{number}", transport) for number, transport in enumerate(self._transports)]
+        connections = [_Connection(f"smtp-{number}", transport)
+                       for number, transport in enumerate(self._transports[:self.connections])]
         busy: dict[int, _Connection] = {}  # by socket: a message in flight
         rows = _Rows(self, db, self.batch * self.connections)
         results: list[_Outcome] = []
@@ -539,12 +585,14 @@ class CampaignSender:
         """Connecting, TLS and logging in fail the same way for every message: pause at the first."""
         return reply is not None and (reply.stage in SESSION_STAGES or reply.code == 530)
 
-    def _count(self, status: str) -> None:
-        self._tally[status] = self._tally.get(status, 0) + 1
-        if status == "sent":
-            self.sent_now += 1
+    def _count(self, status: str, n: int = 1) -> None:
+        with self._count_lock:
+            self._tally[status] = self._tally.get(status, 0) + n
+            if status == "sent":
+                self.sent_now += n
         if self.progress:
-            self.progress(status)
+            for _ in range(n):
+                self.progress(status)
 
     def _beat(self, db: sqlite_utils.Database | None = None) -> None:
         """Every heartbeat_seconds on the clock, hand a progress snapshot to `heartbeat` (the scheduler's log)."""
@@ -554,7 +602,8 @@ class CampaignSender:
         if now - self._last_beat < self.heartbeat_seconds:
             return
         self._last_beat = now
-        tally = self._tally
+        with self._count_lock:
+            tally = dict(self._tally)
         done = sum(tally.values())
         elapsed = max(now - self._started_at, 1e-9)
         rate = done / elapsed
@@ -567,9 +616,7 @@ class CampaignSender:
         try:
             return self._run(wait_for_retries)
         finally:
-            for transport in self._transports:
-                transport.close()
-            self.db.conn.close()
+            self.close()
 
     def _run(self, wait_for_retries: bool) -> SendSummary:
         started = time.monotonic()
@@ -632,9 +679,46 @@ class CampaignSender:
         second one interrupts at once; the next run puts back what was left 'sending')."""
         if self._watch():
             return self._reason()
-        with _first_interrupt_sets(self.stop):
-            self._carry(self.db)
+        self._share_out(deliveries.unfinished(self.db, self.campaign.slug))
+        helpers = [Helper(f"process-{number}", (self.config, self.campaign, self.composer.rendered(), share,
+                                                self.transport_url, self.clock, os.getpid()), self._count)
+                   for number, share in enumerate(self._helper_shares, start=2)]
+        try:
+            with _first_interrupt_sets(self.stop):
+                self._carry(self.db)
+                while any(helper.alive() for helper in helpers):  # they still have rows: keep the lease
+                    if self._watch():
+                        break
+                    self._beat()
+                    time.sleep(WATCH_SECONDS)  # helpers run on the real clock only (_share_out)
+        finally:
+            for helper in helpers:
+                if self._stopping() or helper.alive():
+                    helper.stop(lost_lease=self._lost_lease)
+            for helper in helpers:
+                helper.wait()
+                self.fault = self.fault or helper.fault
+                if helper.error:
+                    self._errors.append((helper.name, HelperFailed(helper.error)))
+        if self.fault is not None:
+            self._halt.set()
         return self._reason() if self._stopping() else None
+
+    def _share_out(self, unfinished: int) -> None:
+        """Decide, each round, how many processes carry it ([sending] processes; 0 is one per core): no
+        more than there are connections, and no helper for fewer than ROWS_PER_PROCESS rows each. Only the
+        real clock can be shared with other processes."""
+        settings = self.config.sending
+        processes = settings.processes or os.cpu_count() or 1
+        processes = min(processes, self.total_connections, max(1, unfinished // ROWS_PER_PROCESS))
+        if processes <= 1 or not isinstance(self.clock, SystemClock):
+            self.connections, self.limiter, self._helper_shares = self.total_connections, self._limiter, []
+            return
+        own, *others = shares(self.total_connections, processes, settings.rate_per_second, settings.rate_per_hour)
+        self.connections = own.connections
+        self.limiter = RateLimiter(self.clock, own.rate_per_second, own.rate_per_hour)
+        self._helper_shares = others
+        self.processes_used = max(self.processes_used, processes)
 
     def _watch(self) -> bool:
         """Look at the lease and the campaign's state (a pause or cancel said elsewhere); True to stop."""
@@ -675,9 +759,11 @@ class CampaignSender:
     def _keep_lease(self, db: sqlite_utils.Database | None = None) -> bool:
         """Renew the lease well before it runs out; called by the watch and after each group commit, so
         that it is renewed on the clock whatever pace the messages go at. False (and the run halts) once
-        another process holds it."""
-        if self._lost_lease:
-            return False
+        another process holds it. A helper holds none: its parent tells it when the lease is lost."""
+        if self._lease_elsewhere is not None:
+            self._lost_lease = self._lease_elsewhere.is_set()
+        if self._lost_lease or self._lease_elsewhere is not None:
+            return not self._lost_lease
         if self.clock.monotonic() - self._last_renewal <= campaign_state.LEASE_SECONDS / 3:
             return True
         if not campaign_state.acquire_lease(db or self.db, self.campaign.slug, self.owner, self.clock):
@@ -694,7 +780,7 @@ class CampaignSender:
             slug=slug, counts=counts, sent_now=self.sent_now, elapsed=time.monotonic() - started,
             finished=deliveries.unfinished(self.db, slug) == 0, stopped_reason=reason,
             next_retry_at=deliveries.next_retry_at(self.db, slug),
-            warnings=self.composer.renderer.warnings, fault=self.fault,
+            warnings=self.composer.renderer.warnings, fault=self.fault, processes=self.processes_used,
         )
 
 
