@@ -117,7 +117,7 @@ def test_without_any_file_the_defaults_are_in_the_working_folder(tmp_path, monke
     ('[newsletter]\ndatabse = "x.db"\n',
      " [newsletter]: unknown setting 'databse'; known: "),
     ("[sending]\nconections = 3\n",
-     " [sending]: unknown setting 'conections'; known: batch_size, connections, max_attempts, rate_per_hour, "
+     " [sending]: unknown setting 'conections'; known: batch_size, connections, max_attempts, processes, rate_per_hour, "
      "rate_per_second, retry_base_seconds, retry_max_seconds, starttls"),
     ('[smtp]\nhost = "x"\n', ": unknown section(s) smtp"),
     ('[smtp]\nhost = "x"\n[webb]\nport = 1\n', ": unknown section(s) smtp, webb"),

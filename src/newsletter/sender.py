@@ -686,11 +686,11 @@ class CampaignSender:
         try:
             with _first_interrupt_sets(self.stop):
                 self._carry(self.db)
-                while any(helper.alive() for helper in helpers):  # they still have rows: keep the lease
+                while (running := [helper for helper in helpers if helper.alive()]):  # keep the lease meanwhile
                     if self._watch():
                         break
                     self._beat()
-                    time.sleep(WATCH_SECONDS)  # helpers run on the real clock only (_share_out)
+                    running[0].wait_a_moment(WATCH_SECONDS)
         finally:
             for helper in helpers:
                 if self._stopping() or helper.alive():

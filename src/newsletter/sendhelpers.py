@@ -92,6 +92,13 @@ class Helper:
     def alive(self) -> bool:
         return self.process.poll() is None
 
+    def wait_a_moment(self, seconds: float) -> None:
+        """Until it ends, or `seconds` (real time: helpers run on the real clock only)."""
+        try:
+            self.process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            pass
+
     def stop(self, lost_lease: bool = False) -> None:
         """Ask it to finish what is in flight, record it and end."""
         try:
@@ -144,12 +151,14 @@ def _listen(fd: int, stop: threading.Event, lost: threading.Event) -> None:
 
 
 def main() -> int:
-    from .sender import CampaignSender
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     control = sys.stdin.fileno()
     (size,) = struct.unpack("!Q", _read_exactly(control, 8))
-    config, campaign, rendered, share, transport_url, clock, parent = pickle.loads(_read_exactly(control, size))
+    job = _read_exactly(control, size)  # first, so that the parent's write returns while this one imports
+
+    from .sender import CampaignSender
+
+    config, campaign, rendered, share, transport_url, clock, parent = pickle.loads(job)
     _die_with_parent(parent)
     stop, lost = threading.Event(), threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
