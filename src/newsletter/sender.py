@@ -122,10 +122,12 @@ class Composer:
     def load_variants(self, db: sqlite_utils.Database) -> None:
         """Render, in a child process, the variant of every profile still to be sent, so that this process
         never imports premailer (a profile that shows up later is still rendered here, on demand)."""
+        known = self.renderer._by_profile
         profiles = [tuple(row) for row in db.execute(
             "SELECT DISTINCT s.language, s.interests, s.country FROM deliveries d "
             "JOIN subscribers s ON s.id = d.subscriber_id "
-            "WHERE d.campaign = ? AND d.status IN ('queued', 'sending', 'deferred')", [self.campaign.slug])]
+            "WHERE d.campaign = ? AND d.status IN ('queued', 'sending', 'deferred')", [self.campaign.slug])
+            if (row[0] or "en", row[1], row[2] or "") not in known]
         if not profiles:
             return
         self.adopt(render_in_child(self.config, self.campaign, profiles, ()))
@@ -650,7 +652,7 @@ class CampaignSender:
         slug = self.campaign.slug
         self._started_at = self._last_beat = self._last_renewal = self.clock.monotonic()
         deliveries.reset_interrupted(self.db, slug, self.clock)
-        self.composer.load_variants(self.db)
+        self.composer.load_variants(self.db)  # those no one rendered yet
         try:
             while True:
                 reason = self._round()
@@ -810,13 +812,24 @@ def prepare_campaign(config: Config, db: sqlite_utils.Database, slug: str, clock
     """Load the folder, record the campaign and queue its segment (idempotent), and mark it sending.
 
     A campaign that cannot be rendered is refused here (RenderError), before anything is queued."""
+    return _prepare(config, db, slug, clock)[0]
+
+
+def _prepare(config: Config, db: sqlite_utils.Database, slug: str, clock: Clock) -> tuple[Campaign, tuple | None]:
+    """prepare_campaign, and the variants of everyone queued when it queued them: the one child process
+    that checks each language's full issue renders them too (else the sender renders them in a second)."""
     campaign = load_campaign(Path(config.campaigns_dir) / slug, config.tz)
     row = campaign_state.register(db, campaign, clock)
-    if row["state"] in ("draft", "scheduled"):
-        render_in_child(config, campaign, [], LANGUAGES)  # the check; the segment is read once: late subscribers wait for the next issue
-        deliveries.queue(db, slug, parse_segment(campaign.segment, db), clock)
-        campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
-    return campaign
+    if row["state"] not in ("draft", "scheduled"):
+        return campaign, None
+    segment = parse_segment(campaign.segment, db)  # read once: late subscribers wait for the next issue
+    where, params = segment.where(Taxonomy.load(db))
+    profiles = [tuple(profile) for profile in db.execute(
+        f"SELECT DISTINCT language, interests, country FROM subscribers WHERE {where}", params)]
+    rendered = render_in_child(config, campaign, profiles, LANGUAGES)
+    deliveries.queue(db, slug, segment, clock)
+    campaign_state.set_state(db, slug, "sending", clock=clock, started_at=utc_iso(clock.now()))
+    return campaign, rendered
 
 
 def send_campaign(config: Config, slug: str, *, clock: Clock = SystemClock(), stop: threading.Event | None = None,
@@ -828,7 +841,7 @@ def send_campaign(config: Config, slug: str, *, clock: Clock = SystemClock(), st
     A campaign paused by a fault is checked against the relay again and carries on if it answers."""
     db = connect(config.database)
     try:
-        campaign = prepare_campaign(config, db, slug, clock)
+        campaign, rendered = _prepare(config, db, slug, clock)
         row = campaign_state.get(db, slug)
         state = row["state"]
         if state in ("cancelled", "paused", "sent") and not campaign_state.paused_by_fault(row):
@@ -838,6 +851,8 @@ def send_campaign(config: Config, slug: str, *, clock: Clock = SystemClock(), st
         db.conn.close()
     sender = CampaignSender(config, campaign, clock=clock, stop=stop, progress=progress, connections=connections,
                             transport_url=transport_url, heartbeat=heartbeat)
+    if rendered is not None:
+        sender.composer.adopt(rendered)
     return sender.run(wait_for_retries=wait_for_retries)
 
 
