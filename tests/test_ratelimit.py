@@ -28,6 +28,19 @@ def test_per_second_spacing_holds_over_a_hundred_acquires():
     assert all(later - earlier == pytest.approx(1 / 20) for earlier, later in zip(moments, moments[1:]))
 
 
+def test_reserve_takes_a_slot_that_has_come_and_otherwise_says_how_long_without_taking_it():
+    clock = FakeClock()
+    limiter = RateLimiter(clock, per_second=4)  # a slot every 0.25 s, a burst of one
+    assert limiter.reserve() == 0.0
+    assert limiter.reserve() == pytest.approx(0.25)
+    assert limiter.reserve() == pytest.approx(0.25)  # asking again took nothing
+    clock.advance(0.1)
+    assert limiter.reserve() == pytest.approx(0.15)
+    clock.advance(0.15)
+    assert limiter.reserve() == 0.0
+    assert limiter.reserve() == pytest.approx(0.25)
+
+
 def test_without_limits_acquire_never_waits():
     clock = FakeClock()
     limiter = RateLimiter(clock)

@@ -4,9 +4,11 @@ every fault it can play, a strict pipelining server written here, Postfix's smtp
 from __future__ import annotations
 
 import re
+import select
 import smtplib
 import socket
 import socketserver
+import sys
 import threading
 from contextlib import closing
 
@@ -43,7 +45,30 @@ def wire(url: str, **options) -> WireTransport:
 
 
 def send(transport, to: str, body: str = "Hello.") -> Reply:
+    if DRIVER == "loop" and isinstance(transport, WireTransport):
+        return by_the_loop(transport, SENDER, to, message(to, body))
     return transport.send(SENDER, to, message(to, body))
+
+
+def by_the_loop(transport: WireTransport, mail_from: str, rcpt: str, data: bytes) -> Reply:
+    """As the sender's event loop drives a transport: start, wait on its socket, readable() until the Reply,
+    timed_out() when the relay stays silent for the timeout."""
+    reply = transport.start(mail_from, rcpt, data)
+    while reply is None:
+        ready, _, _ = select.select([transport], [], [], transport.timeout)
+        reply = transport.readable() if ready else transport.timed_out()
+    return reply
+
+
+DRIVER = "send"
+
+
+@pytest.fixture(autouse=True, params=["send", "loop"])
+def driver(request, monkeypatch) -> str:
+    """Every test that sends through send() runs twice: with the blocking send(), and driven as the
+    sender's loop drives it (start, readable, timed_out): one exchange underneath, so the same results."""
+    monkeypatch.setattr(sys.modules[__name__], "DRIVER", request.param)
+    return request.param
 
 
 # -- the DATA form ----------------------------------------------------------------------------------
