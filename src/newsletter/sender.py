@@ -1,8 +1,9 @@
-"""The sending engine: a campaign's delivery log worked through by several persistent SMTP connections.
+"""The sending engine: a campaign's delivery log worked through by several persistent SMTP connections,
+carried by one event loop per process (and more processes for a big send: sendhelpers.py).
 
 Each message goes through small named steps, each testable alone (after Mailman's pipeline):
 
-    claim (main thread)  ->  still_wanted  ->  compose  ->  transmit  ->  decide  ->  record
+    claim (a batch)  ->  still_wanted  ->  compose  ->  transmit  ->  decide  ->  record (a group commit)
 
 Crash safety: a result is committed before the same connection carries the next message, and a new run
 first puts rows a dead run left 'sending' back to 'queued'. So a kill loses nothing, and a subscriber can
@@ -54,7 +55,7 @@ SESSION_FAULTS_TO_PAUSE = 3  # 503s or lost sessions in a row on one connection 
 ROWS_PER_PROCESS = 2000  # a helper process costs a start-up: only for sends with this many rows each
 CONNECTION_BATCH = 64  # rows a connection claims at once (at most [sending] batch_size)
 GROUP_WAIT = 0.001  # seconds a commit may wait for more replies while fewer than half the connections answered
-WATCH_SECONDS = 0.25  # how often the main thread looks at the lease and the campaign's state
+WATCH_SECONDS = 0.25  # how often the loop looks at the lease and the campaign's state
 _ADDRESS = re.compile(r"<?[^\s<>@]+@[^\s<>@]+>?")
 
 
@@ -188,7 +189,6 @@ class _Breaker:
     everyone alike, so those rows are given back uncounted and the campaign pauses (the relay's fault)."""
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
         self._key: tuple | None = None
         self._run: list[Job] = []
         self.tripped: tuple | None = None
@@ -198,18 +198,17 @@ class _Breaker:
         key = None
         if status in ("deferred", "failed") and reply.code:
             key = (reply.code, reply.enhanced, _ADDRESS.sub("<address>", reply.text))
-        with self._lock:
-            if self.tripped is not None:
-                return [job] if key == self.tripped else []
-            if key is None or key != self._key:
-                self._key, self._run = key, []
-            if key is None:
-                return []
-            self._run.append(job)
-            if len(self._run) < IDENTICAL_REFUSALS:
-                return []
-            self.tripped, run, self._run = key, self._run, []
-            return run
+        if self.tripped is not None:
+            return [job] if key == self.tripped else []
+        if key is None or key != self._key:
+            self._key, self._run = key, []
+        if key is None:
+            return []
+        self._run.append(job)
+        if len(self._run) < IDENTICAL_REFUSALS:
+            return []
+        self.tripped, run, self._run = key, self._run, []
+        return run
 
 
 @dataclass
