@@ -10,7 +10,7 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass
 from datetime import datetime
-from typing import IO
+from typing import IO, NamedTuple
 
 import sqlite_utils
 
@@ -22,9 +22,8 @@ from .interests import Taxonomy
 STATUSES = ("queued", "sending", "sent", "deferred", "failed", "bounced", "skipped")
 
 
-@dataclass(frozen=True)
-class Job:
-    """One claimed delivery, as the sending threads need it."""
+class Job(NamedTuple):
+    """One claimed delivery, as the sender needs it (a tuple: made by the thousand per second)."""
 
     id: int
     subscriber_id: int
@@ -118,8 +117,7 @@ def restore(db: sqlite_utils.Database, jobs: list[Job]) -> None:
         "AND status IN ('deferred', 'failed')", [(job.attempts, job.id) for job in jobs])
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):
     """One attempt's outcome, as record() stores it."""
 
     job: Job

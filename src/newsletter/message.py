@@ -191,8 +191,11 @@ class MessageFactory:
             "preferences_url": links["preferences_url"],
             "unsubscribe_url": links["unsubscribe_url"],
         }
-        encoded_text = {slot: qp(value) + b"=\r\n" for slot, value in text_values.items()}
-        encoded_html = {slot: qp(escape(value)) + b"=\r\n" for slot, value in text_values.items()}
+        encoded_text, encoded_html = {}, {}
+        for slot, value in text_values.items():
+            encoded_text[slot] = text = qp(value) + b"=\r\n"
+            escaped = escape(value)  # links and most addresses have nothing to escape: the same bytes
+            encoded_html[slot] = text if escaped == value else qp(escaped) + b"=\r\n"
         unsubscribe = f"List-Unsubscribe: <{links['unsubscribe_url']}>"
         if self._mailto:
             # the token is URL-safe base64 and dots: only the space needs quoting
